@@ -1,0 +1,253 @@
+"""The `rollout` command line: a thin click layer over the library.
+
+Each command lives in its own module and is imported only when it runs, so that
+`rollout --help` does not pay for pydantic, httpx or the header grammars. Library errors
+become a one-line message and an exit code here, and only here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from rollout import __version__
+
+if TYPE_CHECKING:
+    from rollout.plan import Environment, Plan
+
+DEFAULT_PLAN = Path("stages/plan.toml")
+
+# name -> (module:attribute, one-line help shown by `rollout --help` without importing it)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "plan": (
+        "rollout.cli.inspect:plan_command",
+        "Print the ladder with each stage's headers and gates.",
+    ),
+    "status": (
+        "rollout.cli.inspect:status",
+        "Each environment's stage, headers, last verify, next advance.",
+    ),
+    "verify": ("rollout.cli.verify:verify", "Prove a stage against the live servers."),
+    "history": (
+        "rollout.cli.inspect:history",
+        "The transitions of an environment: when, who, why.",
+    ),
+    "render": ("rollout.cli.render:render", "A stage as nginx, Apache, Django, headers or JSON."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module, _, attr = entry[0].partition(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
+
+
+@dataclass
+class Options:
+    """The options every command accepts, merged from the group and the command."""
+
+    plan: Path | None = None
+    resolve: list[str] = field(default_factory=list)
+    connect_to: list[str] = field(default_factory=list)
+    cacert: Path | None = None
+    insecure: bool = False
+    timeout: float = 10.0
+    json: bool = False
+
+    @property
+    def plan_path(self) -> Path:
+        return self.plan or DEFAULT_PLAN
+
+    def load_plan(self) -> Plan:
+        """Load and validate the plan (PlanError on any refusal)."""
+        from rollout.plan import load_plan
+
+        return load_plan(self.plan_path)
+
+    def environment(self, plan: Plan, name: str) -> Environment:
+        """The named environment, with this command's --resolve/--connect-to/--cacert added."""
+        from rollout.plan import with_overrides
+
+        return with_overrides(
+            plan,
+            name,
+            resolve=self.resolve,
+            connect_to=self.connect_to,
+            cacert=self.cacert,
+        )
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def common_options(func: F) -> F:
+    """Add the options DESIGN.md lets every command take; they arrive as `opts: Options`."""
+
+    def merge(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        opts = ctx.ensure_object(Options)
+        if param.name == "plan":
+            if value is not None:
+                opts.plan = value
+        elif param.name in ("resolve", "connect_to"):
+            getattr(opts, param.name).extend(value)
+        elif param.name == "cacert":
+            if value is not None:
+                opts.cacert = value
+        elif param.name == "insecure":
+            opts.insecure = opts.insecure or value
+        elif param.name == "timeout":
+            if value is not None:
+                opts.timeout = value
+        elif param.name == "json":
+            opts.json = opts.json or value
+        return value
+
+    decorators = [
+        click.option(
+            "--plan",
+            "plan",
+            type=click.Path(path_type=Path, dir_okay=False),
+            envvar="ROLLOUT_PLAN",
+            expose_value=False,
+            callback=merge,
+            help="Plan file (default stages/plan.toml, or $ROLLOUT_PLAN).",
+        ),
+        click.option(
+            "--resolve",
+            "resolve",
+            multiple=True,
+            metavar="HOST:PORT:ADDR",
+            expose_value=False,
+            callback=merge,
+            help="As curl --resolve; added to the plan's. Repeatable.",
+        ),
+        click.option(
+            "--connect-to",
+            "connect_to",
+            multiple=True,
+            metavar="HOST:PORT:ADDR:PORT",
+            expose_value=False,
+            callback=merge,
+            help="As curl --connect-to; added to the plan's. Repeatable.",
+        ),
+        click.option(
+            "--cacert",
+            "cacert",
+            type=click.Path(path_type=Path, dir_okay=False),
+            expose_value=False,
+            callback=merge,
+            help="Extra trust root (PEM), as curl --cacert.",
+        ),
+        click.option(
+            "--insecure",
+            "insecure",
+            is_flag=True,
+            expose_value=False,
+            callback=merge,
+            help="Skip certificate checks (never the default).",
+        ),
+        click.option(
+            "--timeout",
+            "timeout",
+            type=click.FloatRange(min=0.1),
+            default=None,
+            expose_value=False,
+            callback=merge,
+            help="Seconds per request (default 10).",
+        ),
+        click.option(
+            "--json",
+            "json",
+            is_flag=True,
+            expose_value=False,
+            callback=merge,
+            help="Print one JSON object.",
+        ),
+    ]
+
+    @click.pass_context
+    def wrapper(ctx: click.Context, /, *args: Any, **kwargs: Any) -> Any:
+        return ctx.invoke(func, ctx.ensure_object(Options), *args, **kwargs)
+
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    for decorate in reversed(decorators):
+        wrapper = decorate(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rollout")
+@click.option(
+    "--plan",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="ROLLOUT_PLAN",
+    help="Plan file (default stages/plan.toml, or $ROLLOUT_PLAN).",
+)
+@click.pass_context
+def cli(ctx: click.Context, plan: Path | None) -> None:
+    """Stage HTTP security headers into production, prove every stage, roll back safely.
+
+    \b
+    Example:
+      rollout plan staging
+      rollout verify staging
+      rollout render production --format nginx
+    """
+    ctx.ensure_object(Options).plan = plan
+
+
+def emit_json(obj: object) -> None:
+    """Print one JSON object on stdout."""
+    click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: run the CLI, turning every refusal into one line and an exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    from rollout.errors import RolloutError
+
+    try:
+        cli.main(args=args, prog_name="rollout", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("rollout: aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), 2, args)
+    except RolloutError as exc:
+        _fail(str(exc), exc.exit_code, args)
+    except KeyboardInterrupt:
+        click.echo("rollout: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(0)
+
+
+def _fail(message: str, code: int, args: list[str]) -> None:
+    line = " ".join(message.split())  # one line, always
+    if "--json" in args:
+        emit_json({"ok": False, "error": line})
+    click.echo(f"rollout: {line}", err=True)
+    sys.exit(code)
