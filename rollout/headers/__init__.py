@@ -1,0 +1,116 @@
+"""The header registry: validate, compare and warn about any header value by its name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from rollout.errors import HeaderValueError
+from rollout.headers import csp, hsts, permissions, simple
+from rollout.headers.value import check_name, check_value
+
+__all__ = ["compare", "grammar_names", "normalise", "validate", "warnings"]
+
+
+@dataclass(frozen=True)
+class _Grammar:
+    """How to read one header: live (lenient) and plan (strict) parsers, diff, warnings."""
+
+    parse: Callable[[str], Any]
+    strict: Callable[[str], Any]
+    diff: Callable[[Any, Any], str | None]
+    warnings: Callable[[Any], list[str]]
+    normalise: Callable[[str], str]
+
+
+def _none(_: object) -> list[str]:
+    return []
+
+
+_CSP = _Grammar(csp.parse, partial(csp.parse, strict=True), csp.diff, csp.warnings, csp.normalise)
+_GRAMMARS: dict[str, _Grammar] = {
+    "strict-transport-security": _Grammar(
+        hsts.parse, hsts.parse, hsts.diff, hsts.warnings, hsts.normalise
+    ),
+    "content-security-policy": _CSP,
+    "content-security-policy-report-only": _CSP,
+    "permissions-policy": _Grammar(
+        permissions.parse,
+        partial(permissions.parse, strict=True),
+        permissions.diff,
+        _none,
+        permissions.normalise,
+    ),
+}
+
+
+def _simple(parse: Callable[..., Any]) -> _Grammar:
+    def normalise(value: str) -> str:
+        # Parsing already lower-cases and trims, so serialising is normalising.
+        return simple.serialise(parse(value))
+
+    return _Grammar(
+        parse,
+        partial(parse, strict=True),
+        simple.diff,
+        simple.warnings,
+        normalise,
+    )
+
+
+_GRAMMARS["x-frame-options"] = _simple(simple.parse_frame_options)
+_GRAMMARS["x-content-type-options"] = _simple(simple.parse_content_type_options)
+_GRAMMARS["referrer-policy"] = _simple(simple.parse_referrer_policy)
+_OTHER = _Grammar(
+    simple.parse_other,
+    simple.parse_other,
+    simple.diff,
+    _none,
+    lambda value: simple.parse_other(value).text.lower(),
+)
+
+
+def grammar_names() -> frozenset[str]:
+    """The lower-case header names that have a grammar of their own."""
+    return frozenset(_GRAMMARS)
+
+
+def _grammar(name: str) -> _Grammar:
+    return _GRAMMARS.get(name.lower(), _OTHER)
+
+
+def validate(name: str, value: str) -> str:
+    """Return value if it is a valid plan value for header name; else raise HeaderValueError."""
+    check_name(name)
+    _grammar(name).strict(check_value(value))
+    return value
+
+
+def normalise(name: str, value: str) -> str:
+    """value in canonical form: semantically equal values normalise to the same text."""
+    return _grammar(name).normalise(value)
+
+
+def compare(name: str, expected: str, actual: str) -> str | None:
+    """None if actual means the same as expected, else one line saying how it differs."""
+    grammar = _grammar(name)
+    try:
+        wanted = grammar.parse(expected)
+    except HeaderValueError as error:
+        return f"the stage's own value {expected!r} is invalid: {error}"
+    try:
+        got = grammar.parse(actual)
+    except HeaderValueError as error:
+        return f"the value is invalid: {error}"
+    return grammar.diff(wanted, got)
+
+
+def warnings(name: str, value: str) -> list[str]:
+    """Legal but doubtful things a live value does; [] if it does not parse (compare says so)."""
+    grammar = _grammar(name)
+    try:
+        return grammar.warnings(grammar.parse(value))
+    except HeaderValueError:
+        return []

@@ -1,0 +1,257 @@
+"""Content-Security-Policy(-Report-Only): CSP Level 3 §2.2.1 and its source lists."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from rollout.errors import HeaderValueError
+from rollout.headers.value import clean
+
+_NAME = re.compile(r"^[A-Za-z0-9-]+$")  # CSP3 directive-name
+_HOST_SOURCE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)?(?P<host>[^/]*)(?P<path>/.*)?$")
+# Bare words that are keywords only when quoted; unquoted they name a host.
+_KEYWORDS = frozenset(
+    {"self", "none", "unsafe-inline", "unsafe-eval", "strict-dynamic", "unsafe-hashes"}
+    | {"report-sample", "wasm-unsafe-eval"}
+)
+# Their values are names chosen by the site, so case matters.
+_CASE_SENSITIVE = frozenset({"report-to", "trusted-types"})
+_WS = " \t\n\x0c\r"
+
+
+@dataclass(frozen=True)
+class Directive:
+    """One directive: a lower-case name and its values as written."""
+
+    name: str
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One serialized policy: its directives in order, first occurrence of each name."""
+
+    directives: tuple[Directive, ...]
+    # Names that appeared again and were ignored, as browsers do; kept for warnings.
+    duplicates: tuple[str, ...] = field(default=(), compare=False)
+
+    def get(self, name: str) -> Directive | None:
+        """The directive called name, if the policy has one."""
+        return next((d for d in self.directives if d.name == name), None)
+
+
+@dataclass(frozen=True)
+class CSP:
+    """A header value: one or more policies separated by ','; browsers enforce them all."""
+
+    policies: tuple[Policy, ...]
+
+
+def _parse_policy(text: str, start: int, strict: bool) -> Policy:
+    directives: list[Directive] = []
+    duplicates: list[str] = []
+    pieces = text.split(";")
+    offset = start
+    for number, piece in enumerate(pieces):
+        token, piece_start = piece.strip(_WS), offset
+        where = offset + len(piece) - len(piece.lstrip(_WS)) + 1
+        offset += len(piece) + 1
+        if not token:
+            if strict and number == len(pieces) - 1:
+                raise HeaderValueError(f"trailing ';' at character {piece_start}: remove it")
+            if strict:
+                raise HeaderValueError(
+                    f"empty directive before the ';' at character {offset}: remove that ';'"
+                )
+            continue
+        name, *values = token.split()
+        lower = name.lower()
+        if strict and not _NAME.match(name):
+            raise HeaderValueError(
+                f"{name!r} at character {where} is not a directive name: "
+                "use letters, digits and '-', like script-src"
+            )
+        if any(d.name == lower for d in directives):
+            if strict:
+                raise HeaderValueError(
+                    f"directive {lower} appears again at character {where} and browsers "
+                    f"ignore the repeat: merge its values into the first {lower}"
+                )
+            duplicates.append(lower)
+            continue
+        if strict:
+            _check_keywords(lower, values)
+        directives.append(Directive(lower, tuple(values)))
+    return Policy(tuple(directives), tuple(duplicates))
+
+
+def _check_keywords(name: str, values: list[str]) -> None:
+    if not (name.endswith("-src") or name in {"base-uri", "form-action", "frame-ancestors"}):
+        return
+    for value in values:
+        if value.lower() in _KEYWORDS:
+            raise HeaderValueError(
+                f"{name} {value}: without quotes this names a host called {value!r}; "
+                f"write '{value.lower()}'"
+            )
+
+
+def parse(value: str, *, strict: bool = False) -> CSP:
+    """Parse a header value; strict (plan values) also refuses what browsers would skip."""
+    text = clean(value)
+    policies: list[Policy] = []
+    offset = 0
+    parts = text.split(",")
+    for number, part in enumerate(parts):
+        if strict and not part.strip(_WS):
+            if number == len(parts) - 1:
+                raise HeaderValueError(f"trailing ',' at character {offset}: remove it")
+            raise HeaderValueError(
+                f"empty policy before the ',' at character {offset + len(part) + 1}: "
+                "remove that ','"
+            )
+        policy = _parse_policy(part, offset, strict)
+        offset += len(part) + 1
+        # CSP3 §2.2.2: a policy with no directives is dropped.
+        if policy.directives:
+            policies.append(policy)
+    if not policies:
+        raise HeaderValueError(f"{text!r} holds no directives: write one like default-src 'self'")
+    return CSP(tuple(policies))
+
+
+def _serialise_policy(policy: Policy) -> str:
+    return "; ".join(" ".join((d.name, *d.values)) for d in policy.directives)
+
+
+def serialise(csp: CSP) -> str:
+    """Write csp as `name value value; name value`, policies separated by ', '."""
+    return ", ".join(_serialise_policy(p) for p in csp.policies)
+
+
+def _source(directive: str, value: str) -> str:
+    """A value in a form where equal sources are equal strings."""
+    if directive in _CASE_SENSITIVE:
+        return value
+    lower = value.lower()
+    if value.startswith("'"):
+        # Nonces and hashes: the prefix is a keyword, the base64 after it is not.
+        for prefix in ("'nonce-", "'sha256-", "'sha384-", "'sha512-"):
+            if lower.startswith(prefix):
+                return prefix + value[len(prefix) :]
+        return lower
+    match = _HOST_SOURCE.match(value)
+    if match is None:  # pragma: no cover - the pattern matches every string
+        return value
+    # Scheme and host are case-insensitive, a path is not.
+    return (match["scheme"] or "").lower() + match["host"].lower() + (match["path"] or "")
+
+
+def _sources(d: Directive) -> frozenset[str]:
+    return frozenset(_source(d.name, v) for v in d.values)
+
+
+def _semantic(policy: Policy) -> dict[str, frozenset[str]]:
+    return {d.name: _sources(d) for d in policy.directives}
+
+
+def _as_csp(value: CSP | str) -> CSP:
+    return parse(value) if isinstance(value, str) else value
+
+
+def normalise(value: str) -> str:
+    """The canonical form: directives sorted, values normalised, sorted and deduplicated."""
+    policies = []
+    for policy in _as_csp(value).policies:
+        sem = _semantic(policy)
+        policies.append(
+            Policy(tuple(Directive(name, tuple(sorted(sem[name]))) for name in sorted(sem)))
+        )
+    return serialise(CSP(tuple(policies)))
+
+
+def equal(a: CSP | str, b: CSP | str) -> bool:
+    """Whether a and b are the same policies (directive order, case and source order free)."""
+    return [_semantic(p) for p in _as_csp(a).policies] == [
+        _semantic(p) for p in _as_csp(b).policies
+    ]
+
+
+def _policy_diff(expected: Policy, actual: Policy) -> list[str]:
+    reasons = []
+    for d in expected.directives:
+        got = actual.get(d.name)
+        if got is None:
+            reasons.append(f"{d.name} is missing, the stage wants {' '.join((d.name, *d.values))}")
+            continue
+        wanted, have = _sources(d), _sources(got)
+        by_norm = {_source(got.name, v): v for v in got.values}
+        lacks = [v for v in d.values if _source(d.name, v) in wanted - have]
+        extra = [by_norm[s] for s in sorted(have - wanted)]
+        if lacks:
+            reasons.append(f"{d.name} lacks {' '.join(dict.fromkeys(lacks))}")
+        if extra:
+            reasons.append(f"{d.name} has {' '.join(extra)}, which the stage does not")
+    for d in actual.directives:
+        if expected.get(d.name) is None:
+            reasons.append(f"{' '.join((d.name, *d.values))} is not in the stage's policy")
+    return reasons
+
+
+def diff(expected: CSP, actual: CSP) -> str | None:
+    """None if equal, else what differs, in one line."""
+    if len(expected.policies) != len(actual.policies):
+        return (
+            f"the header carries {len(actual.policies)} policies (separated by ','), "
+            f"the stage wants {len(expected.policies)}"
+        )
+    reasons: list[str] = []
+    for number, (e, a) in enumerate(zip(expected.policies, actual.policies, strict=True)):
+        prefix = f"policy {number + 1}: " if len(expected.policies) > 1 else ""
+        reasons.extend(prefix + r for r in _policy_diff(e, a))
+    return "; ".join(reasons) or None
+
+
+def with_report_uri(policy_text: str, uri: str) -> str:
+    """policy_text with `report-uri uri` in each policy, replacing any report-uri there."""
+    if not uri or any(c in uri for c in ";,'\"") or uri != uri.strip() or len(uri.split()) != 1:
+        raise HeaderValueError(
+            f"report URI {uri!r} must be one URL without spaces, quotes, ';' or ','"
+        )
+    clean(uri)
+    policies = []
+    for part in clean(policy_text).split(","):
+        kept = [
+            t.strip(_WS)
+            for t in part.split(";")
+            if t.strip(_WS) and t.split()[0].lower() != "report-uri"
+        ]
+        policies.append("; ".join([*kept, f"report-uri {uri}"]))
+    return ", ".join(policies)
+
+
+def has_reporting(policy: CSP | str) -> bool:
+    """Whether every policy names somewhere to send reports (report-uri or report-to)."""
+    return all(
+        p.get("report-uri") is not None or p.get("report-to") is not None
+        for p in _as_csp(policy).policies
+    )
+
+
+def warnings(csp: CSP) -> list[str]:
+    """What a live value does that is legal but probably not meant."""
+    found: list[str] = []
+    for policy in csp.policies:
+        for name in dict.fromkeys(policy.duplicates):
+            found.append(
+                f"directive {name} appears more than once; browsers use the first and ignore "
+                "the rest: merge them"
+            )
+        for d in policy.directives:
+            if "'none'" in _sources(d) and len(_sources(d)) > 1:
+                found.append(
+                    f"{d.name} lists 'none' with other sources, so 'none' has no effect: "
+                    "remove 'none' or the other sources"
+                )
+    return found

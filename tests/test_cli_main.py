@@ -1,0 +1,71 @@
+"""The command group itself: help, lazy imports, and how refusals are reported."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rollout", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_help_lists_every_command() -> None:
+    """`rollout --help` lists each command with its one-line help."""
+    out = run("--help")
+    assert out.returncode == 0
+    for name in ("plan", "status", "verify", "history", "render"):
+        assert f"\n  {name} " in out.stdout
+
+
+def test_help_imports_nothing_heavy() -> None:
+    """`rollout --help` starts fast: pydantic, httpx and the grammars stay unimported."""
+    code = (
+        "import sys\n"
+        "from rollout.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = {'pydantic', 'httpx', 'tomli_w', 'rollout.headers', 'rollout.plan'}\n"
+        "print(sorted(heavy & set(sys.modules)), file=sys.stderr)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stderr.strip() == "[]"
+
+
+def test_version() -> None:
+    """`rollout --version` prints the package version."""
+    from rollout import __version__
+
+    assert run("--version").stdout.strip() == f"rollout, version {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope"], "rollout: No such command 'nope'."),
+        (["--colour"], "rollout: No such option '--colour'."),
+        (
+            ["status", "--timeout", "x"],
+            "rollout: Invalid value for '--timeout': 'x' is not a valid float range.",
+        ),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(args: list[str], message: str) -> None:
+    """A bad command or flag gets one line on stderr, exit 2 and no traceback."""
+    out = run(*args)
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [message]
+
+
+def test_json_errors_also_go_to_stdout() -> None:
+    """With --json, a refusal also prints {"ok": false, "error": ...} on stdout."""
+    out = run("status", "--json", "--timeout", "x")
+    assert out.returncode == 2
+    assert json.loads(out.stdout) == {
+        "ok": False,
+        "error": "Invalid value for '--timeout': 'x' is not a valid float range.",
+    }
