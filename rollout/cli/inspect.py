@@ -1,0 +1,289 @@
+"""`rollout plan`, `rollout status` and `rollout history`: read-only views of a plan."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from rollout.cli import Options, common_options, emit_json
+
+if TYPE_CHECKING:
+    from rollout.ladder import Stage
+    from rollout.plan import Environment, Plan
+    from rollout.settings import StageSettings
+    from rollout.store import HistoryRecord
+
+
+def _label(stage: int | None) -> int | str:
+    return "off" if stage is None else stage
+
+
+def _gates(gates: tuple[str, ...]) -> str:
+    from rollout.ladder import GATE_TEXT, VERIFIED
+
+    if gates == (VERIFIED,):
+        return "current stage verified"
+    return ", ".join(GATE_TEXT[g] for g in gates)
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+
+
+@click.command("plan")
+@click.argument("env", required=False)
+@common_options
+def plan_command(opts: Options, env: str | None) -> None:
+    """Print the ladder: each stage's headers and the gates to enter it.
+
+    With ENV, each header is marked with the layer that owns it there (app or edge),
+    and the gates include ENV's `after`.
+
+    \b
+    Example:
+      rollout plan
+      rollout plan production --json
+    """
+    from rollout import ladder
+    from rollout.plan import CSP, CSP_RO, HSTS
+
+    plan = opts.load_plan()
+    environment = opts.environment(plan, env) if env is not None else None
+    stages = ladder.build(plan)
+    if opts.json:
+        emit_json(_plan_json(plan, stages, environment))
+        return
+
+    def owner(name: str) -> str:
+        if environment is None:
+            return ""
+        return " (edge)" if name in environment.edge else " (app)"
+
+    has_csp = CSP in plan.policy.headers()
+    rows = [["#", "name", HSTS, "csp", "gate to enter it"]]
+    rows.append(["off", "off", "-", "-", "-"])
+    for s in stages:
+        gates = ladder.gates_for(s, environment) if environment else s.gates
+        csp = s.csp_mode + owner(CSP) if has_csp else "-"
+        rows.append([str(s.index), s.name, s.hsts + owner(HSTS), csp, _gates(gates)])
+    enforce = next((s.name for s in stages if s.csp_enforcing), None)
+    lines = [f"Ladder of {plan.path}: {len(stages)} stages", ""]
+    if environment is not None:
+        lines[0] = f"Ladder of {plan.path} for {environment.name}: {len(stages)} stages"
+        lines[1:1] = _env_summary(environment)  # ends with its own blank line
+        lines.pop()
+    lines += [*_table(rows), "", "From stage 0 on, every stage also sends:"]
+    for name, value in ladder.headers_for(plan, stages[0]).items():
+        if name == HSTS:
+            continue
+        if name == CSP_RO:
+            when = f"enforcing from {enforce}" if enforce else "report-only at every stage"
+            name = f"{CSP}[-report-only]"
+            value = f"{value}  ({when})"
+        lines.append(f"  {name}{owner(name.split('[')[0])}: {value}")
+    if environment is not None:
+        off = ladder.settings_for(plan, environment.name, None)
+        sent = ", ".join(off.edge) or "nothing"
+        lines.append(f"At stage off the app sends nothing and the edge sends: {sent}")
+    click.echo("\n".join(lines))
+
+
+def _env_summary(env: Environment) -> list[str]:
+    from rollout.ladder import format_duration
+
+    soak = (
+        '"max-age" (the current stage\'s max-age)'
+        if env.soak is None
+        else format_duration(env.soak)
+    )
+    out = [
+        f"  urls: {', '.join(env.urls) or 'none'}",
+        f"  edge owns: {', '.join(sorted(env.edge)) or 'nothing'}; the app owns the rest",
+        f"  soak: {soak}",
+    ]
+    if env.after:
+        out.append(f"  after: {env.after} (never passes the stage it has reached and verified)")
+    return [*out, ""]
+
+
+def _plan_json(plan: Plan, stages: list[Stage], env: Environment | None) -> dict[str, Any]:
+    from rollout import ladder
+
+    rows: list[dict[str, Any]] = []
+    for index in [None, *range(len(stages))]:
+        stage = None if index is None else stages[index]
+        row: dict[str, Any] = {"stage": _label(index), "name": stage.name if stage else "off"}
+        if env is None:
+            row["headers"] = ladder.headers_for(plan, stage)
+            row["gates"] = list(stage.gates) if stage else []
+        else:
+            s = ladder.settings_for(plan, env.name, index)
+            row |= {"app": dict(s.app), "edge": dict(s.edge)}
+            row["gates"] = list(ladder.gates_for(stage, env)) if stage else []
+        rows.append(row)
+    out: dict[str, Any] = {"plan": str(plan.path), "ok": True, "stages": rows}
+    if env is not None:
+        out["environment"] = env.name
+    return out
+
+
+def _status(plan: Plan, name: str) -> dict[str, Any]:
+    """One environment's status as the JSON object `status --json` prints."""
+    from rollout import ladder, store
+
+    env = plan.environment(name)
+    current = store.read_settings(plan, name) or ladder.settings_for(plan, name, None)
+    records = store.read_history(plan, name)
+    stages = ladder.build(plan)
+    verified = _verified(records, current.stage)
+    last = store.last_verify(records)
+    moved = store.last_transition(records)
+    since = moved.time if moved and moved.to == current.stage else (current.updated or None)
+    out: dict[str, Any] = {
+        "environment": name,
+        "stage": _label(current.stage),
+        "name": current.name,
+        "ok": verified,
+        "since": since,
+        "app": dict(current.app),
+        "edge": dict(current.edge),
+        "last_verify": None
+        if last is None
+        else {"time": last.time, "stage": _label(last.to), "ok": last.verified},
+        "next": None,
+    }
+    nxt = ladder.next_stage(stages, current.stage)
+    if nxt is None:
+        return out
+    waiting = [] if verified else ["verified"]
+    at = store.parse_time(since) if since else None
+    here = None if current.stage is None else stages[current.stage]
+    may = ladder.when_may_advance(at, here, env) if at else None
+    if ladder.SOAK in nxt.gates and (may is None or may > _now()):
+        waiting.append("soak")
+    if env.after is not None:
+        other = store.read_settings(plan, env.after)
+        reached = _reached(other, store.read_history(plan, env.after))
+        if reached is None or reached < nxt.index:
+            waiting.append("after")
+    out["next"] = {
+        "stage": nxt.index,
+        "name": nxt.name,
+        "gates": list(ladder.gates_for(nxt, env)),
+        "may_advance_at": may.strftime("%Y-%m-%dT%H:%M:%SZ") if may else None,
+        "waiting_for": waiting,
+    }
+    return out
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+def _verified(records: list[HistoryRecord], stage: int | None) -> bool:
+    """Whether the last verify since the environment entered its stage passed there."""
+    for r in reversed(records):
+        if r.action != "verify":
+            return r.verified and r.to == stage
+        if r.to == stage:
+            return r.verified
+    return False
+
+
+def _reached(current: StageSettings | None, records: list[HistoryRecord]) -> int | None:
+    """The highest stage an environment has reached and verified (None: not even stage 0)."""
+    if current is None or current.stage is None:
+        return None
+    if _verified(records, current.stage):
+        return current.stage
+    return current.stage - 1 if current.stage > 0 else None
+
+
+@click.command("status")
+@click.argument("env", required=False)
+@common_options
+def status(opts: Options, env: str | None) -> None:
+    """Show each environment's stage, headers, last verify and when it may advance.
+
+    Reads the settings and history files only; nothing is probed. In --json, "ok" says
+    whether the current stage's last verify passed.
+
+    \b
+    Example:
+      rollout status
+      rollout status production --json
+    """
+    plan = opts.load_plan()
+    names = [plan.environment(env).name] if env is not None else list(plan.environments)
+    reports = [_status(plan, name) for name in names]
+    if opts.json:
+        if env is not None:
+            emit_json(reports[0])
+        else:
+            emit_json({"ok": all(r["ok"] for r in reports), "environments": reports})
+        return
+    click.echo("\n\n".join("\n".join(_status_lines(r)) for r in reports))
+
+
+def _status_lines(r: dict[str, Any]) -> list[str]:
+    head = f"{r['environment']}: stage {r['stage']}"
+    if r["stage"] != "off":
+        head += f" {r['name']}"
+    if r["since"]:
+        head += f", since {r['since']}"
+    lines = [head]
+    for owner in ("app", "edge"):
+        lines += [f"  {owner:<5} {name}: {value}" for name, value in r[owner].items()]
+    if not r["app"] and not r["edge"]:
+        lines.append("  (no headers)")
+    last = r["last_verify"]
+    if last is None:
+        lines.append("  last verify: never")
+    else:
+        mark = "✓ passed" if last["ok"] else "✗ failed"
+        lines.append(f"  last verify: {mark} at stage {last['stage']}, {last['time']}")
+    nxt = r["next"]
+    if nxt is None:
+        lines.append("  next: none, the top of the ladder")
+        return lines
+    text = f"  next: {nxt['stage']} {nxt['name']}"
+    if nxt["may_advance_at"]:
+        text += f", soak over at {nxt['may_advance_at']}"
+    waiting = nxt["waiting_for"]
+    text += f"; waiting for: {', '.join(waiting)}" if waiting else "; may advance now"
+    return [*lines, text]
+
+
+@click.command("history")
+@click.argument("env")
+@common_options
+def history(opts: Options, env: str) -> None:
+    """List ENV's transitions and verify results: when, who, from, to, why, verified.
+
+    \b
+    Example:
+      rollout history staging
+      rollout history production --json
+    """
+    from rollout import store
+
+    plan = opts.load_plan()
+    name = plan.environment(env).name
+    records = store.read_history(plan, name)
+    if opts.json:
+        emit_json({"environment": name, "ok": True, "history": [r.to_json() for r in records]})
+        return
+    if not records:
+        click.echo(f"{name}: no history yet")
+        return
+    rows = [["time", "action", "from", "to", "verified", "user", "reason"]]
+    for r in records:
+        row = [r.time, r.action, str(_label(r.from_)), str(_label(r.to))]
+        rows.append([*row, "yes" if r.verified else "no", r.user, r.reason])
+    click.echo("\n".join(_table(rows)))

@@ -1,0 +1,370 @@
+"""Settings and history files: atomic replace under a per-environment lock, append-only log."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import getpass
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from rollout import ladder, settings
+from rollout.errors import LockTimeout, SettingsError
+from rollout.plan import Plan
+from rollout.settings import StageSettings
+
+LOCK_TIMEOUT = 30.0
+# A lock file left empty or garbled (a crash between create and write) counts as stale
+# once it is this old; a live holder writes its record within microseconds.
+_GARBLED_GRACE = 10.0
+_POLL = 0.05
+
+_held: dict[Path, tuple[int, int]] = {}  # lock path -> (thread id, depth): re-entrant in-process
+_held_guard = threading.Lock()
+
+
+def settings_path(plan: Plan, env: str) -> Path:
+    """`stages/<env>.toml`, in the plan's folder."""
+    return plan.folder / f"{env}.toml"
+
+
+def history_path(plan: Plan, env: str) -> Path:
+    """`stages/<env>.history.jsonl`, in the plan's folder."""
+    return plan.folder / f"{env}.history.jsonl"
+
+
+def lock_path(plan: Plan, env: str) -> Path:
+    """`stages/<env>.lock`, in the plan's folder."""
+    return plan.folder / f"{env}.lock"
+
+
+def now() -> str:
+    """The current UTC time as rollout writes it: 2026-11-21T23:59:00Z."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> datetime | None:
+    """A time rollout wrote, or None when text is not one."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def read_settings(plan: Plan, env_name: str) -> StageSettings | None:
+    """The environment's settings file checked against the plan; None when not written yet.
+
+    The stage is recorded by name: if the ladder moved it, the number follows the name.
+    """
+    env = plan.environment(env_name)
+    path = settings_path(plan, env.name)
+    current = settings.load(path)
+    if current is None:
+        return None
+    if current.environment != env.name:
+        raise SettingsError(
+            f"{path}: environment: {current.environment!r} does not match the file name "
+            f"({env.name!r})"
+        )
+    if current.stage is None:
+        if current.name != settings.OFF:
+            raise SettingsError(f"{path}: name: {current.name!r}, but the stage is off")
+        return current
+    stages = ladder.build(plan)
+    stage = ladder.stage_by_name(stages, current.name)
+    if stage is None:
+        names = ", ".join(s.name for s in stages)
+        raise SettingsError(
+            f"{path}: name: stage {current.name!r} is no longer in the plan's ladder "
+            f"({names}); restore the plan or revert with --to"
+        )
+    if stage.index != current.stage:
+        current = dataclasses.replace(current, stage=stage.index)
+    return current
+
+
+def write_settings(
+    plan: Plan, new: StageSettings, *, lock_timeout: float = LOCK_TIMEOUT
+) -> StageSettings:
+    """Replace the settings file atomically under the environment's lock; returns what it wrote."""
+    env = plan.environment(new.environment)
+    path = settings_path(plan, env.name)
+    written = dataclasses.replace(new, updated=new.updated or now())
+    text = tomli_w.dumps(settings.dumps(written))
+    settings.loads(text, source=str(path))  # never write what the readers would refuse
+    with lock(plan, env.name, timeout=lock_timeout):
+        _replace(path, text.encode())
+    return written
+
+
+def _replace(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename is durable only once the folder's entry is on disk.
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def lock(plan: Plan, env_name: str, *, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold the environment's lock file; re-entrant within a thread; LockTimeout past timeout."""
+    path = lock_path(plan, env_name).absolute()
+    me = threading.get_ident()
+    with _held_guard:
+        owner, depth = _held.get(path, (0, 0))
+        if owner == me:
+            _held[path] = (me, depth + 1)
+            reentered = True
+        else:
+            reentered = False
+    if not reentered:
+        _acquire(path, env_name, timeout)
+        with _held_guard:
+            _held[path] = (me, 1)
+    try:
+        yield
+    finally:
+        with _held_guard:
+            owner, depth = _held[path]
+            if depth > 1:
+                _held[path] = (owner, depth - 1)
+            else:
+                del _held[path]
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+
+def _record() -> bytes:
+    return json.dumps(
+        {"pid": os.getpid(), "user": _user(), "host": socket.gethostname(), "since": now()}
+    ).encode()
+
+
+def _acquire(path: Path, env_name: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            pass
+        else:
+            try:
+                os.write(fd, _record())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return
+        holder, raw = _holder(path)
+        if raw is not None and _stale(path, holder):
+            _break(path, raw)
+            continue
+        if time.monotonic() >= deadline:
+            who = (
+                f"pid {holder.get('pid')} ({holder.get('user')}@{holder.get('host')}) "
+                f"since {holder.get('since')}"
+                if holder
+                else "an unreadable lock record"
+            )
+            raise LockTimeout(
+                f"{env_name}: locked by {who}; gave up after {timeout:g}s "
+                f"(lock file {path}; remove it only if that process is gone)"
+            )
+        time.sleep(_POLL)
+
+
+def _holder(path: Path) -> tuple[dict[str, Any], bytes | None]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}, None
+    try:
+        holder = json.loads(raw)
+    except ValueError:
+        return {}, raw
+    return (holder if isinstance(holder, dict) else {}), raw
+
+
+def _stale(path: Path, holder: Mapping[str, Any]) -> bool:
+    pid = holder.get("pid")
+    if not holder or not isinstance(pid, int):
+        try:
+            return time.time() - path.stat().st_mtime > _GARBLED_GRACE
+        except FileNotFoundError:
+            return False
+    if holder.get("host") != socket.gethostname():
+        return False  # another machine's process: we cannot tell, so wait
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _break(path: Path, raw: bytes) -> None:
+    """Take a stale lock away, unless someone else already replaced it with a live one."""
+    aside = path.with_name(f"{path.name}.stale.{os.getpid()}.{threading.get_ident()}")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return
+    if aside.read_bytes() != raw:
+        # We moved a fresh lock, not the stale one: put it back if its place is free.
+        with contextlib.suppress(FileExistsError):
+            os.link(aside, path)
+    aside.unlink()
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    """One line of `stages/<env>.history.jsonl`: a transition, or a verify result."""
+
+    time: str
+    action: str
+    from_: int | None
+    to: int | None
+    reason: str = ""
+    user: str = ""
+    verified: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        """The record as written: stages are numbers or "off"."""
+        return {
+            "time": self.time,
+            "action": self.action,
+            "from": _label(self.from_),
+            "to": _label(self.to),
+            "reason": self.reason,
+            "user": self.user,
+            "verified": self.verified,
+        }
+
+
+def new_record(
+    action: str,
+    from_: int | None,
+    to: int | None,
+    *,
+    reason: str = "",
+    verified: bool = False,
+) -> HistoryRecord:
+    """A history record made now by the current user."""
+    return HistoryRecord(now(), action, from_, to, reason, _user(), verified)
+
+
+def append_history(plan: Plan, env_name: str, record: HistoryRecord) -> None:
+    """Append one record to the environment's history (one write, O_APPEND, fsync)."""
+    env = plan.environment(env_name)
+    line = json.dumps(record.to_json(), ensure_ascii=False) + "\n"
+    fd = os.open(history_path(plan, env.name), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_history(plan: Plan, env_name: str) -> list[HistoryRecord]:
+    """Every record, oldest first; a torn last line (a crash mid-append) is skipped."""
+    env = plan.environment(env_name)
+    path = history_path(plan, env.name)
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    lines = text.split("\n")
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(_parse_record(line))
+        except ValueError as exc:
+            if number == len(lines):  # no newline after it: a torn append, not a bad line
+                break
+            raise SettingsError(f"{path}:{number}: {exc}") from None
+    return records
+
+
+def _parse_record(line: str) -> HistoryRecord:
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        raise ValueError("not a JSON object; this file is written by rollout only") from None
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object; this file is written by rollout only")
+    for key, kind in (("time", str), ("action", str), ("reason", str), ("user", str)):
+        if not isinstance(obj.get(key, ""), kind):
+            raise ValueError(f"{key}: {obj.get(key)!r} is not a string")
+    if not isinstance(obj.get("verified", False), bool):
+        raise ValueError(f"verified: {obj.get('verified')!r} is not true or false")
+    return HistoryRecord(
+        time=obj.get("time", ""),
+        action=obj.get("action", ""),
+        from_=_stage(obj.get("from"), "from"),
+        to=_stage(obj.get("to"), "to"),
+        reason=obj.get("reason", ""),
+        user=obj.get("user", ""),
+        verified=obj.get("verified", False),
+    )
+
+
+def _stage(value: object, key: str) -> int | None:
+    if value is None or value == settings.OFF:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f'{key}: {value!r} is not a stage number or "off"')
+    return value
+
+
+def _label(stage: int | None) -> int | str:
+    return settings.OFF if stage is None else stage
+
+
+def last_verify(records: list[HistoryRecord]) -> HistoryRecord | None:
+    """The most recent verify result."""
+    return next((r for r in reversed(records) if r.action == "verify"), None)
+
+
+def last_transition(records: list[HistoryRecord]) -> HistoryRecord | None:
+    """The most recent record that changed the stage (anything but a verify)."""
+    return next((r for r in reversed(records) if r.action != "verify"), None)

@@ -1,0 +1,220 @@
+"""Settings and history files: atomic replace, the lock, and the append-only history."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from rollout import ladder, store
+from rollout.errors import LockTimeout, SettingsError
+from rollout.plan import Plan, load_plan
+from rollout.settings import StageSettings
+
+
+@pytest.fixture
+def plan(write_plan: Callable[..., Path]) -> Plan:
+    """The standard test plan in a temporary stages folder."""
+    return load_plan(write_plan())
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(proc.stdout)
+
+
+def test_write_then_read_round_trips(plan: Plan) -> None:
+    """What write_settings writes, read_settings reads back, with the time it was written."""
+    wanted = ladder.settings_for(plan, "production", 3)
+    written = store.write_settings(plan, wanted)
+    assert written.updated.endswith("Z")
+    assert store.read_settings(plan, "production") == written
+    assert dict(written.edge) == {
+        "strict-transport-security": "max-age=86400",
+        "x-content-type-options": "nosniff",
+    }
+    assert sorted(p.name for p in plan.folder.iterdir()) == ["plan.toml", "production.toml"]
+
+
+def test_settings_file_is_plain_toml(plan: Plan) -> None:
+    """The settings file is TOML the middleware reader understands, one header per line."""
+    store.write_settings(plan, ladder.settings_for(plan, "staging", 0))
+    text = store.settings_path(plan, "staging").read_text()
+    assert 'environment = "staging"' in text
+    assert "stage = 0" in text
+    assert '\nstrict-transport-security = "max-age=30"\n' in text
+
+
+def test_stage_off_is_written_as_off(plan: Plan) -> None:
+    """Stage off is stored as the string "off" and read back as None."""
+    store.write_settings(plan, ladder.settings_for(plan, "production", None))
+    assert 'stage = "off"' in store.settings_path(plan, "production").read_text()
+    assert store.read_settings(plan, "production").stage is None  # type: ignore[union-attr]
+
+
+def test_missing_settings_file_means_not_started(plan: Plan) -> None:
+    """Before anything was written, an environment has no settings file: stage off."""
+    assert store.read_settings(plan, "staging") is None
+
+
+def test_stage_follows_its_name_when_the_ladder_changes(
+    plan: Plan, write_plan: Callable[..., Path]
+) -> None:
+    """A stage is recorded by name: inserting a stage below it renumbers it on read."""
+    store.write_settings(plan, ladder.settings_for(plan, "staging", 3))
+    text = plan.path.read_text().replace(
+        "[environments.staging]",
+        "[ladder]\nhsts = [30, 300, 3600, 7200, 86400, 604800, 2592000, 31536000]\n\n"
+        "[environments.staging]",
+    )
+    moved = load_plan(write_plan(text))
+    current = store.read_settings(moved, "staging")
+    assert current is not None
+    assert (current.stage, current.name) == (4, "hsts-1d")
+
+
+def test_invalid_settings_are_never_written(plan: Plan) -> None:
+    """write_settings refuses what the readers would refuse, and writes nothing."""
+    bad = StageSettings("staging", 0, "hsts-30s", {"x-frame-options": "DENY\r\nX: 1"})
+    with pytest.raises(SettingsError, match=r"app\.x-frame-options"):
+        store.write_settings(plan, bad)
+    assert sorted(p.name for p in plan.folder.iterdir()) == ["plan.toml"]
+
+
+def test_lock_records_its_holder_and_goes_away(plan: Plan) -> None:
+    """The lock file holds pid, user, host and since while held, and is removed after."""
+    path = store.lock_path(plan, "staging")
+    with store.lock(plan, "staging"):
+        holder = json.loads(path.read_text())
+        assert holder["pid"] == os.getpid()
+        assert holder["host"] == socket.gethostname()
+        assert set(holder) == {"pid", "user", "host", "since"}
+        with store.lock(plan, "staging"):  # re-entrant: advance holds it across writes
+            store.write_settings(plan, ladder.settings_for(plan, "staging", 0))
+        assert path.exists()
+    assert not path.exists()
+
+
+def test_lock_held_elsewhere_times_out_naming_the_holder(plan: Plan) -> None:
+    """A live holder on this host makes a second writer give up with LockTimeout."""
+    path = store.lock_path(plan, "staging")
+    record = {"pid": os.getppid(), "user": "alice", "host": socket.gethostname(), "since": "T"}
+    path.write_text(json.dumps(record))
+    with pytest.raises(
+        LockTimeout, match=r"^staging: locked by pid \d+ \(alice@.*\) since T; gave up after 0.2s"
+    ):
+        store.write_settings(plan, ladder.settings_for(plan, "staging", 0), lock_timeout=0.2)
+    assert store.read_settings(plan, "staging") is None
+    assert json.loads(path.read_text()) == record
+
+
+def test_lock_from_another_host_is_not_taken(plan: Plan) -> None:
+    """A holder on another machine cannot be checked, so it is waited for, not broken."""
+    path = store.lock_path(plan, "staging")
+    path.write_text(json.dumps({"pid": dead_pid(), "user": "bob", "host": "elsewhere.invalid"}))
+    with (
+        pytest.raises(LockTimeout, match=r"bob@elsewhere\.invalid"),
+        store.lock(plan, "staging", timeout=0.1),
+    ):
+        pass
+
+
+def test_stale_lock_is_taken_over(plan: Plan) -> None:
+    """A lock whose process on this host is gone is stale: the next writer takes it."""
+    path = store.lock_path(plan, "staging")
+    path.write_text(json.dumps({"pid": dead_pid(), "user": "x", "host": socket.gethostname()}))
+    store.write_settings(plan, ladder.settings_for(plan, "staging", 1), lock_timeout=5)
+    assert store.read_settings(plan, "staging").name == "hsts-5m"  # type: ignore[union-attr]
+    assert not path.exists()
+
+
+def test_old_garbled_lock_is_taken_over(plan: Plan) -> None:
+    """An empty lock file left by a crash mid-create is stale once it is old."""
+    path = store.lock_path(plan, "staging")
+    path.write_text("")
+    os.utime(path, (1, 1))
+    with store.lock(plan, "staging", timeout=5):
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+
+
+def test_concurrent_writers_take_turns(plan: Plan) -> None:
+    """Threads writing the same environment all succeed and leave one valid file, no temp files."""
+    errors: list[BaseException] = []
+
+    def write(stage: int) -> None:
+        try:
+            store.write_settings(plan, ladder.settings_for(plan, "staging", stage), lock_timeout=60)
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i % 7,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert store.read_settings(plan, "staging") is not None
+    assert sorted(p.name for p in plan.folder.iterdir()) == ["plan.toml", "staging.toml"]
+
+
+def test_history_appends_one_json_object_per_line(plan: Plan) -> None:
+    """Each record is one JSON line with time, action, from, to, reason, user, verified."""
+    store.append_history(
+        plan, "staging", store.new_record("advance", None, 0, reason="go", verified=True)
+    )
+    store.append_history(plan, "staging", store.new_record("verify", 0, 0, verified=False))
+    lines = store.history_path(plan, "staging").read_text().splitlines()
+    first = json.loads(lines[0])
+    assert list(first) == ["time", "action", "from", "to", "reason", "user", "verified"]
+    assert (first["action"], first["from"], first["to"], first["reason"], first["verified"]) == (
+        "advance",
+        "off",
+        0,
+        "go",
+        True,
+    )
+    records = store.read_history(plan, "staging")
+    assert [(r.action, r.from_, r.to, r.verified) for r in records] == [
+        ("advance", None, 0, True),
+        ("verify", 0, 0, False),
+    ]
+    assert store.last_verify(records) == records[1]
+    assert store.last_transition(records) == records[0]
+
+
+def test_torn_last_history_line_is_skipped(plan: Plan) -> None:
+    """A last line cut short by a crash mid-append is ignored; the records before it count."""
+    store.append_history(plan, "staging", store.new_record("advance", None, 0))
+    with store.history_path(plan, "staging").open("a") as f:
+        f.write('{"time": "2026-01-01T00:00:00Z", "act')
+    assert [r.action for r in store.read_history(plan, "staging")] == ["advance"]
+
+
+def test_history_with_a_bad_field_names_the_line(plan: Plan) -> None:
+    """A history record with a wrong type is refused with its line number and key."""
+    path = store.history_path(plan, "staging")
+    path.write_text('{"action": "advance", "from": "off", "to": -1}\n')
+    with pytest.raises(
+        SettingsError, match=r"staging.history.jsonl:1: to: -1 is not a stage number"
+    ):
+        store.read_history(plan, "staging")
+
+
+def test_parse_time_reads_what_now_writes() -> None:
+    """Times are UTC ISO 8601 with a Z; anything else reads as None."""
+    when = store.parse_time(store.now())
+    assert when is not None and when.utcoffset() is not None
+    assert store.parse_time("yesterday") is None
