@@ -4,33 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import getpass
 import json
 import os
-import socket
 import threading
-import time
-from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import tomli_w
 
-from rollout import ladder, settings
-from rollout.errors import LockTimeout, SettingsError
+from rollout import ladder, lockfile, settings
+from rollout.errors import SettingsError
 from rollout.plan import Plan
 from rollout.settings import StageSettings
 
 LOCK_TIMEOUT = 30.0
-# A lock file left empty or garbled (a crash between create and write) counts as stale
-# once it is this old; a live holder writes its record within microseconds.
-_GARBLED_GRACE = 10.0
-_POLL = 0.05
-
-_held: dict[Path, tuple[int, int]] = {}  # lock path -> (thread id, depth): re-entrant in-process
-_held_guard = threading.Lock()
 
 
 def settings_path(plan: Plan, env: str) -> Path:
@@ -48,9 +37,7 @@ def lock_path(plan: Plan, env: str) -> Path:
     return plan.folder / f"{env}.lock"
 
 
-def now() -> str:
-    """The current UTC time as rollout writes it: 2026-11-21T23:59:00Z."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+now = lockfile.now
 
 
 def parse_time(text: str) -> datetime | None:
@@ -134,122 +121,11 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-@contextlib.contextmanager
-def lock(plan: Plan, env_name: str, *, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
-    """Hold the environment's lock file; re-entrant within a thread; LockTimeout past timeout."""
-    path = lock_path(plan, env_name).absolute()
-    me = threading.get_ident()
-    with _held_guard:
-        owner, depth = _held.get(path, (0, 0))
-        if owner == me:
-            _held[path] = (me, depth + 1)
-            reentered = True
-        else:
-            reentered = False
-    if not reentered:
-        _acquire(path, env_name, timeout)
-        with _held_guard:
-            _held[path] = (me, 1)
-    try:
-        yield
-    finally:
-        with _held_guard:
-            owner, depth = _held[path]
-            if depth > 1:
-                _held[path] = (owner, depth - 1)
-            else:
-                del _held[path]
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-
-
-def _record() -> bytes:
-    return json.dumps(
-        {"pid": os.getpid(), "user": _user(), "host": socket.gethostname(), "since": now()}
-    ).encode()
-
-
-def _acquire(path: Path, env_name: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            pass
-        else:
-            try:
-                os.write(fd, _record())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            return
-        holder, raw = _holder(path)
-        if raw is not None and _stale(path, holder):
-            _break(path, raw)
-            continue
-        if time.monotonic() >= deadline:
-            who = (
-                f"pid {holder.get('pid')} ({holder.get('user')}@{holder.get('host')}) "
-                f"since {holder.get('since')}"
-                if holder
-                else "an unreadable lock record"
-            )
-            raise LockTimeout(
-                f"{env_name}: locked by {who}; gave up after {timeout:g}s "
-                f"(lock file {path}; remove it only if that process is gone)"
-            )
-        time.sleep(_POLL)
-
-
-def _holder(path: Path) -> tuple[dict[str, Any], bytes | None]:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return {}, None
-    try:
-        holder = json.loads(raw)
-    except ValueError:
-        return {}, raw
-    return (holder if isinstance(holder, dict) else {}), raw
-
-
-def _stale(path: Path, holder: Mapping[str, Any]) -> bool:
-    pid = holder.get("pid")
-    if not holder or not isinstance(pid, int):
-        try:
-            return time.time() - path.stat().st_mtime > _GARBLED_GRACE
-        except FileNotFoundError:
-            return False
-    if holder.get("host") != socket.gethostname():
-        return False  # another machine's process: we cannot tell, so wait
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def _break(path: Path, raw: bytes) -> None:
-    """Take a stale lock away, unless someone else already replaced it with a live one."""
-    aside = path.with_name(f"{path.name}.stale.{os.getpid()}.{threading.get_ident()}")
-    try:
-        os.rename(path, aside)
-    except FileNotFoundError:
-        return
-    if aside.read_bytes() != raw:
-        # We moved a fresh lock, not the stale one: put it back if its place is free.
-        with contextlib.suppress(FileExistsError):
-            os.link(aside, path)
-    aside.unlink()
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())
+def lock(
+    plan: Plan, env_name: str, *, timeout: float = LOCK_TIMEOUT
+) -> AbstractContextManager[None]:
+    """Hold the environment's lock; re-entrant within a thread; LockTimeout past timeout."""
+    return lockfile.hold(lock_path(plan, env_name), env_name, timeout=timeout)
 
 
 @dataclass(frozen=True)
@@ -286,7 +162,7 @@ def new_record(
     verified: bool = False,
 ) -> HistoryRecord:
     """A history record made now by the current user."""
-    return HistoryRecord(now(), action, from_, to, reason, _user(), verified)
+    return HistoryRecord(now(), action, from_, to, reason, lockfile.user(), verified)
 
 
 def append_history(plan: Plan, env_name: str, record: HistoryRecord) -> None:
