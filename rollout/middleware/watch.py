@@ -1,0 +1,143 @@
+"""The stage-file watcher both middlewares share: stat at most once a second, swap atomically.
+
+A request only pays for a monotonic-clock comparison; once the interval has passed, one
+request (the one that takes the lock) stats the file and, when its identity
+`(mtime_ns, size, inode)` changed, parses it and replaces the snapshot with a single
+attribute assignment. Readers never see a half-built snapshot, so no lock guards reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rollout.errors import SettingsError
+from rollout.settings import StageSettings, loads
+
+logger = logging.getLogger("rollout.middleware")
+
+HSTS = "strict-transport-security"
+
+Header = tuple[bytes, bytes]
+FileKey = tuple[int, int, int] | None  # (mtime_ns, size, inode); None when absent
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One settings version, precomputed for the request path."""
+
+    settings: StageSettings | None  # None: no file yet, stage off
+    https: tuple[Header, ...]  # every app-owned header, ASGI form (lower-case bytes)
+    http: tuple[Header, ...]  # the same without HSTS, for plain-http responses
+    https_names: frozenset[bytes]  # their names, to spot one the route set itself
+    http_names: frozenset[bytes]
+    https_str: tuple[tuple[str, str], ...]  # the same pairs as Title-Case str, for Django
+    http_str: tuple[tuple[str, str], ...]
+    csp_enforcing: bool | None  # which CSP header the app sends; None: neither
+
+    @classmethod
+    def build(cls, settings: StageSettings | None) -> Snapshot:
+        """Precompute a settings version's header lists once."""
+        pairs = tuple(settings.app.items()) if settings is not None else ()
+        # Title-Case for frameworks that keep the name as given (Django); ASGI wants lower.
+        titled = tuple(("-".join(w.capitalize() for w in n.split("-")), v) for n, v in pairs)
+        # Header values are visible ASCII (settings.loads checks), so latin-1 is exact.
+        https = tuple((n.encode("latin-1"), v.encode("latin-1")) for n, v in pairs)
+        http = tuple(h for h in https if h[0] != b"strict-transport-security")
+        return cls(
+            settings=settings,
+            https=https,
+            http=http,
+            https_names=frozenset(n for n, _ in https),
+            http_names=frozenset(n for n, _ in http),
+            https_str=titled,
+            http_str=tuple(p for p in titled if p[0].lower() != HSTS),
+            csp_enforcing=_csp_mode(dict(pairs)),
+        )
+
+
+def _csp_mode(app: dict[str, str]) -> bool | None:
+    if "content-security-policy" in app:
+        return True
+    if "content-security-policy-report-only" in app:
+        return False
+    return None
+
+
+OFF = Snapshot.build(None)
+_UNSTATABLE: FileKey = (-1, -1, -1)
+
+
+class SettingsWatcher:
+    """Holds the current Snapshot of one stage file and refreshes it when the file changes."""
+
+    def __init__(self, path: str | os.PathLike[str], interval: float = 1.0) -> None:
+        self.path = Path(path)
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._key: FileKey = None
+        self._bad_key: FileKey = None
+        self.snapshot: Snapshot = OFF
+        self.next_check = 0.0
+        self.refresh()
+
+    def current(self) -> Snapshot:
+        """The snapshot to use for this request, refreshing first if the interval passed."""
+        if time.monotonic() >= self.next_check:
+            self.refresh()
+        return self.snapshot
+
+    def refresh(self) -> None:
+        """Stat the file and reload it if it changed; keep the last good snapshot on error."""
+        # Under concurrency one caller refreshes; the others go on with the current snapshot.
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            self.next_check = time.monotonic() + self.interval
+            self._reload_if_changed()
+        finally:
+            self._lock.release()
+
+    def _reload_if_changed(self) -> None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            if self._key is not None or self.snapshot is not OFF:
+                logger.info("%s: gone; stage off, no app-owned headers", self.path)
+            self._key, self._bad_key, self.snapshot = None, None, OFF
+            return
+        except OSError as exc:
+            self._fail(_UNSTATABLE, f"{self.path}: cannot stat: {exc.strerror or exc}")
+            return
+        key: FileKey = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if key == self._key or key == self._bad_key:
+            return
+        try:
+            # fstat the descriptor we read, so the key always belongs to the bytes parsed.
+            with open(self.path, "rb") as f:
+                fs = os.fstat(f.fileno())
+                key = (fs.st_mtime_ns, fs.st_size, fs.st_ino)
+                data = f.read()
+            settings = loads(data, source=str(self.path))
+        except FileNotFoundError:
+            self.next_check = 0.0  # replaced between stat and open: look again next request
+            return
+        except OSError as exc:
+            self._fail(key, f"{self.path}: cannot read: {exc.strerror or exc}")
+            return
+        except SettingsError as exc:
+            self._fail(key, str(exc))
+            return
+        self._key, self._bad_key = key, None
+        self.snapshot = Snapshot.build(settings)  # the atomic swap
+        logger.info("%s: stage %s (%s) loaded", self.path, settings.label, settings.name)
+
+    def _fail(self, key: FileKey, message: str) -> None:
+        # One error per bad version of the file, not one per second while it stays bad.
+        if key != self._bad_key:
+            logger.error("%s; keeping the last good settings", message)
+        self._bad_key = key

@@ -1,0 +1,269 @@
+"""Real servers for the integration tests: uvicorn in a thread, nginx and Django subprocesses."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from rollout import ladder, store
+from rollout.plan import Plan, load_plan
+from rollout.probe import ProbeOptions
+from rollout.settings import StageSettings
+from rollout.verify import Report, verify
+
+HOST = "app.test"
+SUBDOMAIN = "api.app.test"
+
+POLICY = """\
+[policy]
+content-security-policy = "default-src 'self'; object-src 'none'; frame-ancestors 'none'"
+permissions-policy = "geolocation=(), camera=(), microphone=()"
+referrer-policy = "strict-origin-when-cross-origin"
+x-frame-options = "DENY"
+x-content-type-options = "nosniff"
+csp-report-uri = "https://csp.example.test/report"
+"""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(
+    port: int, timeout: float = 20.0, proc: subprocess.Popen[Any] | None = None
+) -> None:
+    """Wait until something accepts connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+@dataclass
+class Ports:
+    """Where one environment's https and http listeners are."""
+
+    https: int
+    http: int
+
+
+def write_plan(
+    folder: Path,
+    env: str,
+    ports: Ports,
+    cacert: Path,
+    extra: str = "",
+    paths: tuple[str, ...] = ("/",),
+    ladder_keys: str = "",
+) -> Plan:
+    """A plan whose environment reaches HOST and SUBDOMAIN on these loopback ports."""
+    urls = [f"https://{HOST}{p}" for p in paths]
+    connect = [
+        f"{host}:{public}:127.0.0.1:{local}"
+        for host in (HOST, SUBDOMAIN)
+        for public, local in ((443, ports.https), (80, ports.http))
+    ]
+    text = (
+        POLICY
+        + ladder_keys
+        + f"\n[environments.{env}]\n"
+        + f"urls = {urls!r}\n".replace("'", '"')
+        + f'subdomains = ["{SUBDOMAIN}"]\n'
+        + f"connect-to = {connect!r}\n".replace("'", '"')
+        + f'cacert = "{cacert}"\n'
+        + extra
+    )
+    path = folder / "plan.toml"
+    path.write_text(text)
+    return load_plan(path)
+
+
+def ladder_stages(plan: Plan) -> list[int | None]:
+    """Stage off, then every stage of the plan's ladder."""
+    return [None, *range(len(ladder.build(plan)))]
+
+
+def verify_until(
+    plan: Plan, env: str, expected: StageSettings, *, ok: bool = True, timeout: float = 10.0
+) -> Report:
+    """Verify until the report's ok is as wanted (the app re-reads its file about once a
+    second) or the timeout passes; returns the last report."""
+    environment = plan.environment(env)
+    deadline = time.monotonic() + timeout
+    while True:
+        report = verify(environment, expected, options=ProbeOptions(timeout=5.0))
+        if report.ok == ok or time.monotonic() > deadline:
+            return report
+        time.sleep(0.2)
+
+
+def failures(report: Report) -> list[tuple[str, str | None]]:
+    """(probe, header) for every failed check of a report."""
+    return [(c.probe, c.header) for c in report.failures]
+
+
+def explain(report: Report) -> str:
+    """The failed checks, one line each, for assertion messages."""
+    return "\n".join(f"{c.probe} {c.url} {c.header}: {c.message}" for c in report.failures)
+
+
+def set_stage(plan: Plan, env: str, stage: int | None) -> StageSettings:
+    """Write the environment's stage file for stage, as `rollout advance` would."""
+    return store.write_settings(plan, ladder.settings_for(plan, env, stage))
+
+
+class UvicornThread:
+    """An ASGI app served by uvicorn in a thread, on an ephemeral loopback port."""
+
+    def __init__(self, app: Any, **config: Any) -> None:
+        self.port = free_port()
+        cfg = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", **config
+        )
+        self.server = uvicorn.Server(cfg)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> UvicornThread:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def find_nginx() -> str:
+    """The nginx binary ($NGINX, PATH, /usr/sbin); absent: skip, or fail under CI=true."""
+    wanted = os.environ.get("NGINX")
+    if wanted:
+        found = wanted if os.access(wanted, os.X_OK) else None
+    else:
+        found = shutil.which("nginx") or (
+            "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
+        )
+    if found is None:
+        reason = f"nginx is not installed ({wanted or 'not on PATH nor /usr/sbin'})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI=true requires it (apt-get install -y nginx)")
+        pytest.skip(f"{reason}; apt-get install -y nginx to run it")
+    return found
+
+
+NGINX_CONF = """\
+worker_processes 1;
+{user}
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    {http_extra}
+    server {{
+        listen 127.0.0.1:{http_port};
+        server_name {host} {subdomain};
+        return 301 https://$host$request_uri;
+    }}
+    server {{
+        listen 127.0.0.1:{https_port} ssl;
+        server_name {host} {subdomain};
+        ssl_certificate {tmp}/cert.pem;
+        ssl_certificate_key {tmp}/key.pem;
+        include {tmp}/rollout-headers.conf;
+        location / {{
+            proxy_pass http://127.0.0.1:{app_port};
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            {location_extra}
+        }}
+    }}
+}}
+"""
+
+
+class Nginx:
+    """A real nginx in a temporary prefix, proxying to an app port; restarted per config."""
+
+    def __init__(self, binary: str, tmp: Path, cert: Any, app_port: int) -> None:
+        self.binary, self.tmp, self.app_port = binary, tmp, app_port
+        self.ports = Ports(https=free_port(), http=free_port())
+        self.proc: subprocess.Popen[bytes] | None = None
+        cert.private_key_pem.write_to_path(str(tmp / "key.pem"))
+        cert.cert_chain_pems[0].write_to_path(str(tmp / "cert.pem"))
+        for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (tmp / sub).mkdir(exist_ok=True)
+
+    def start(self, headers_conf: str, location_extra: str = "", http_extra: str = "") -> None:
+        """(Re)start nginx with this rendered header snippet; wait until it listens."""
+        self.stop()
+        (self.tmp / "rollout-headers.conf").write_text(headers_conf)
+        # As root, nginx's workers would switch to `nobody`; keep them as root so they
+        # can use the temp folders created by this test.
+        user = "user root;" if os.geteuid() == 0 else ""
+        conf = NGINX_CONF.format(
+            user=user,
+            tmp=self.tmp,
+            http_port=self.ports.http,
+            https_port=self.ports.https,
+            app_port=self.app_port,
+            host=HOST,
+            subdomain=SUBDOMAIN,
+            location_extra=location_extra,
+            http_extra=http_extra,
+        )
+        (self.tmp / "nginx.conf").write_text(conf)
+        globals_ = f"daemon off; pid {self.tmp}/nginx.pid; error_log {self.tmp}/error.log warn;"
+        self.proc = subprocess.Popen(
+            [self.binary, "-p", str(self.tmp), "-c", str(self.tmp / "nginx.conf"), "-g", globals_],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_for_port(self.ports.https, proc=self.proc)
+            wait_for_port(self.ports.http, proc=self.proc)
+        except RuntimeError:
+            err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+            self.stop()
+            raise RuntimeError(f"nginx did not start: {err}") from None
+
+    def stop(self) -> None:
+        """Stop nginx (SIGQUIT, then SIGKILL) and wait for its ports to be free."""
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGQUIT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        if proc.stderr:
+            proc.stderr.close()
