@@ -173,7 +173,7 @@ class Ladder(_Model):
 
 def _resolve_cacert(value: str, info: ValidationInfo) -> Path:
     base = (info.context or {}).get("base", Path("."))
-    path = (Path(base) / Path(value).expanduser()).absolute()
+    path = (Path(base) / Path(value).expanduser()).resolve()
     if not path.is_file():
         raise ValueError(f"{value!r} is not a file (looked for {path})")
     return path
@@ -512,7 +512,7 @@ def with_overrides(
             c for c in env.connect_to if (c.host, c.port) not in taken
         ]
     if cacert is not None:
-        path = Path(cacert).expanduser().absolute()
+        path = Path(cacert).expanduser().resolve()
         if not path.is_file():
             raise PlanError(f"--cacert: {str(cacert)!r} is not a file")
         update["cacert"] = path

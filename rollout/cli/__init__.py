@@ -229,7 +229,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from rollout.errors import RolloutError
 
     try:
-        cli.main(args=args, prog_name="rollout", standalone_mode=False)
+        # Without standalone mode click returns ctx.exit(N)'s code instead of exiting.
+        code = cli.main(args=args, prog_name="rollout", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
@@ -242,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("rollout: interrupted", err=True)
         sys.exit(130)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _fail(message: str, code: int, args: list[str]) -> None:

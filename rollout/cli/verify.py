@@ -1,0 +1,179 @@
+"""`rollout verify ENV`: prove a stage against the live servers, one line per check."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from rollout.cli import Options, common_options, emit_json
+from rollout.errors import InputError
+from rollout.settings import OFF
+
+if TYPE_CHECKING:
+    from rollout.checks import Check
+    from rollout.probe import ProbeOptions
+    from rollout.verify import Report
+
+DEFAULT_DEADLINE = 300.0
+
+
+def parse_stage(value: str | None) -> int | str | None:
+    """--stage N|off as a stage number, None for off, or "" when not given."""
+    if value is None:
+        return ""
+    if value.strip().lower() == OFF:
+        return None
+    if value.strip().isdigit():
+        return int(value)
+    raise InputError(f"--stage: {value!r} is not a stage number or 'off'")
+
+
+@click.command("verify")
+@click.argument("env_name", metavar="ENV")
+@click.option("--stage", metavar="N|off", help="Verify this stage instead of the current one.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1024),
+    default=32,
+    show_default=True,
+    help="Requests in flight at once.",
+)
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=1),
+    default=DEFAULT_DEADLINE,
+    show_default=True,
+    help="Seconds for the whole verify; probes not done by then fail as timeouts.",
+)
+@click.option(
+    "--subdomains", is_flag=True, help="Probe the subdomains even before includeSubDomains."
+)
+@common_options
+def verify(
+    opts: Options,
+    env_name: str,
+    stage: str | None,
+    concurrency: int,
+    deadline: float,
+    subdomains: bool,
+) -> None:
+    """Prove a stage against the live servers: every page, a 404 and an http:// probe per
+    origin, subdomains from includeSubDomains on. Exit 0 when every check holds, 1 when
+    one fails, 2 on bad input.
+
+    \b
+    Example:
+      rollout verify staging
+      rollout verify production --stage 3 --json
+      rollout verify staging --connect-to staging.example.test:443:127.0.0.1:8443
+    """
+    from rollout import ladder, store
+    from rollout.probe import ProbeOptions
+    from rollout.verify import verify as run_verify
+
+    wanted = parse_stage(stage)
+    plan = opts.load_plan()
+    env = opts.environment(plan, env_name)
+    current = store.read_settings(plan, env.name)
+    current_stage = None if current is None else current.stage
+    target = current_stage if wanted == "" else wanted
+    assert not isinstance(target, str)
+    if wanted == "" and current is not None:
+        expected = current
+    else:
+        expected = ladder.settings_for(plan, env.name, target)
+    options = ProbeOptions(
+        timeout=opts.timeout,
+        insecure=opts.insecure,
+        concurrency=concurrency,
+        deadline=deadline,
+    )
+    report = run_verify(env, expected, options=options, subdomains=subdomains)
+    if target == current_stage:
+        failed = len(report.failures)
+        reason = "all checks passed" if report.ok else f"{failed} checks failed"
+        store.append_history(
+            plan,
+            env.name,
+            store.new_record(
+                "verify", current_stage, current_stage, reason=reason, verified=report.ok
+            ),
+        )
+    if opts.json:
+        emit_json(report.to_json())
+    else:
+        color = use_color()
+        lines, summary = render(report, color=color)
+        for line in lines:
+            click.echo(line, color=color)
+        click.echo(summary, err=True, color=color)
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+def use_color() -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def render(report: Report, *, color: bool = False) -> tuple[list[str], str]:
+    """The report as `curl -sI | grep`-like lines, and a one-line summary."""
+    tail = "  (insecure: certificates not checked)" if report.insecure else ""
+    lines: list[str] = []
+    for check in report.checks:
+        mark, tint = ("✓", "green") if check.ok else ("!", "yellow")
+        if check.failed:
+            mark, tint = "✗", "red"
+        text = f"{mark} {check.url or report.environment}  {_subject(check)}{tail}"
+        lines.append(click.style(text, fg=tint) if color else text)
+        if check.failed and check.url:
+            lines.append(f"    {curl_command(check.url, report.options)}")
+    failed, warned = len(report.failures), len(report.warnings)
+    passed = len(report.checks) - failed - warned
+    stage = OFF if report.stage is None else f"stage {report.stage}"
+    verdict = "verified" if report.ok else "FAILED"
+    summary = (
+        f"{report.environment} {stage}: {verdict}: {passed} passed, {failed} failed, "
+        f"{warned} warnings{tail}"
+    )
+    return lines, summary
+
+
+def _subject(check: Check) -> str:
+    got = " | ".join(check.actual) if check.actual else "nothing"
+    if check.ok:
+        return (
+            f"{check.header}: {check.actual[0]}"
+            if check.header and check.actual
+            else (check.message)
+        )
+    what = f"{check.header}: " if check.header else ""
+    if check.severity == "warning":
+        return f"{what}{got}: {check.message} [{check.id}]"
+    if check.expected is None and not check.actual:
+        return f"{what}{check.message} [{check.id}]"
+    return f"{what}expected {check.expected or 'nothing'}, got {got}: {check.message} [{check.id}]"
+
+
+def curl_command(url: str, options: ProbeOptions) -> str:
+    """The curl command that shows the same response by hand, routes and trust included."""
+    from rollout.probe import origin_of
+
+    scheme, host, port = origin_of(url)
+    argv = ["curl", "-sI"]
+    for c in options.connect_to:
+        if c.host in ("", host) and c.port in (0, port):
+            argv += ["--connect-to", f"{c.host}:{c.port or ''}:{c.addr}:{c.addr_port or ''}"]
+    for r in options.resolve:
+        if r.host in ("*", host) and r.port == port:
+            argv += ["--resolve", f"{r.host}:{r.port}:{r.addr}"]
+    if scheme == "https" and options.cacert is not None:
+        argv += ["--cacert", str(options.cacert)]
+    if scheme == "https" and options.insecure:
+        argv.append("--insecure")
+    argv.append(url)
+    return shlex.join(argv)
