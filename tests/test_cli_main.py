@@ -24,12 +24,12 @@ def test_help_lists_every_command() -> None:
 
 
 def test_help_imports_nothing_heavy() -> None:
-    """`rollout --help` starts fast: pydantic, httpx and the grammars stay unimported."""
+    """`rollout --help` starts fast: pydantic, aiohttp and the grammars stay unimported."""
     code = (
         "import sys\n"
         "from rollout.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "heavy = {'pydantic', 'httpx', 'tomli_w', 'rollout.headers', 'rollout.plan'}\n"
+        "heavy = {'pydantic', 'aiohttp', 'httpx', 'tomli_w', 'rollout.headers', 'rollout.plan'}\n"
         "print(sorted(heavy & set(sys.modules)), file=sys.stderr)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

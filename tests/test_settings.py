@@ -110,10 +110,10 @@ def test_dumps_round_trips() -> None:
 
 
 def test_reader_imports_nothing_heavy() -> None:
-    """Importing the reader (as every middleware does) loads no pydantic, httpx or click."""
+    """Importing the reader, as every middleware does, loads no pydantic, aiohttp, httpx, click."""
     code = (
         "import sys, rollout.settings\n"
-        "heavy = {'pydantic', 'httpx', 'click', 'tomli_w'} & set(sys.modules)\n"
+        "heavy = {'pydantic', 'aiohttp', 'httpx', 'click', 'tomli_w'} & set(sys.modules)\n"
         "print(sorted(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 from rollout.errors import HeaderValueError
@@ -93,6 +93,9 @@ def normalise(name: str, value: str) -> str:
     return _grammar(name).normalise(value)
 
 
+# verify judges the same few values on every page of a site: the grammars are pure
+# functions of text, so each distinct (name, expected, actual) is parsed once per process.
+@lru_cache(maxsize=4096)
 def compare(name: str, expected: str, actual: str) -> str | None:
     """None if actual means the same as expected, else one line saying how it differs."""
     grammar = _grammar(name)
@@ -109,8 +112,13 @@ def compare(name: str, expected: str, actual: str) -> str | None:
 
 def warnings(name: str, value: str) -> list[str]:
     """Legal but doubtful things a live value does; [] if it does not parse (compare says so)."""
+    return list(_warnings(name, value))
+
+
+@lru_cache(maxsize=4096)
+def _warnings(name: str, value: str) -> tuple[str, ...]:
     grammar = _grammar(name)
     try:
-        return grammar.warnings(grammar.parse(value))
+        return tuple(grammar.warnings(grammar.parse(value)))
     except HeaderValueError:
-        return []
+        return ()

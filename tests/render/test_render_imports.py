@@ -1,4 +1,4 @@
-"""The middleware and renderers stay light: no pydantic, httpx, click or framework imports."""
+"""The middleware and renderers stay light: no pydantic, aiohttp, httpx, click or frameworks."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def test_no_heavy_imports() -> None:
     """Importing the ASGI middleware and every renderer pulls in none of the heavy packages."""
     code = (
         f"import sys\nfor m in {MODULES!r}: __import__(m)\n"
-        "print(sorted(m for m in ('pydantic', 'httpx', 'click', 'starlette', 'django')"
+        "print(sorted(m for m in ('pydantic', 'aiohttp', 'httpx', 'click', 'starlette', 'django')"
         " if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
