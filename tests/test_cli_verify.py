@@ -152,3 +152,15 @@ def test_colour_only_on_a_tty_without_no_color(monkeypatch: pytest.MonkeyPatch) 
     lines, _ = cli_verify.render(Report("staging", 1, [bad]), color=True)
     assert lines[0].startswith("\x1b[31m✗ https://x.example.test/  x-frame-options: expected DENY")
     assert lines[1] == "    curl -sI https://x.example.test/"
+
+
+def test_insecure_verify_is_recorded_but_not_counted(
+    plan: Path, rollout: Callable[..., Result]
+) -> None:
+    """A passing verify with --insecure is logged, but not as the stage's verification."""
+    result = rollout("verify", "staging", "--insecure", "--plan", str(plan))
+    assert result.code == 0, result.out
+    history = (plan.parent / "staging.history.jsonl").read_text().splitlines()
+    record = json.loads(history[-1])
+    assert record["action"] == "verify" and record["verified"] is False
+    assert "not counted as verified" in record["reason"]
