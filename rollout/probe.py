@@ -26,24 +26,22 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from rollout import __version__
+from rollout.addresses import ConnectTo, Resolve
 from rollout.errors import InputError
 from rollout.http_faults import Fault, translate
 
 __all__ = [
     "ConnectTo",
-    "ConnectToLike",
     "Fault",
     "ProbeOptions",
     "Prober",
     "Resolve",
-    "ResolveLike",
     "Result",
     "origin_of",
     "probe_many",
@@ -58,49 +56,12 @@ MAX_HOPS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
-class ResolveLike(Protocol):
-    """Anything shaped like `Resolve` (the plan's own entries are NamedTuples)."""
-
-    @property
-    def host(self) -> str: ...
-    @property
-    def port(self) -> int: ...
-    @property
-    def addr(self) -> str: ...
-
-
-class ConnectToLike(ResolveLike, Protocol):
-    """Anything shaped like `ConnectTo`."""
-
-    @property
-    def addr_port(self) -> int: ...
-
-
-@dataclass(frozen=True)
-class Resolve:
-    """curl --resolve HOST:PORT:ADDR: connect to ADDR for HOST:PORT."""
-
-    host: str
-    port: int
-    addr: str
-
-
-@dataclass(frozen=True)
-class ConnectTo:
-    """curl --connect-to HOST:PORT:ADDR:PORT: connect to ADDR:PORT instead of HOST:PORT."""
-
-    host: str
-    port: int
-    addr: str
-    addr_port: int
-
-
 @dataclass(frozen=True)
 class ProbeOptions:
     """How to connect and how long to wait; the defaults are the CLI's."""
 
-    resolve: Sequence[ResolveLike] = ()
-    connect_to: Sequence[ConnectToLike] = ()
+    resolve: Sequence[Resolve] = ()
+    connect_to: Sequence[ConnectTo] = ()
     cacert: Path | None = None
     insecure: bool = False
     timeout: float = 10.0  # seconds per request, connect to last byte

@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Protocol
 
 from rollout import checks
+from rollout.addresses import ConnectTo, Resolve
 from rollout.checks import HSTS, Check, Probe
 from rollout.errors import HeaderValueError
 from rollout.headers import hsts as hsts_grammar
 from rollout.probe import (
-    ConnectToLike,
     ProbeOptions,
     Prober,
-    ResolveLike,
     Result,
     origin_of,
 )
@@ -42,9 +41,9 @@ class EnvironmentLike(Protocol):
     @property
     def subdomains(self) -> Sequence[str]: ...
     @property
-    def connect_to(self) -> Sequence[ConnectToLike]: ...
+    def connect_to(self) -> Sequence[ConnectTo]: ...
     @property
-    def resolve(self) -> Sequence[ResolveLike]: ...
+    def resolve(self) -> Sequence[Resolve]: ...
     @property
     def cacert(self) -> Path | None: ...
 
