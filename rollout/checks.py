@@ -238,45 +238,20 @@ def expected_header(probe: Probe, result: Result, name: str, value: str) -> Chec
 
 def csp_mode(probe: Probe, result: Result, expected: Mapping[str, str]) -> list[Check]:
     """The CSP mode: no enforcing policy while report-only, no report-only once enforcing."""
-    if CSP_RO in expected and CSP not in expected and (sent := result.get_all(CSP)):
-        return [
-            check(
-                CSP_ENFORCING_EARLY,
-                probe,
-                result.url,
-                ok=False,
-                header=CSP,
-                expected=None,
-                actual=sent,
-                message="an enforcing policy is sent during a report-only stage",
-            )
-        ]
-    if CSP in expected and CSP_RO not in expected and (sent := result.get_all(CSP_RO)):
-        return [
-            check(
-                CSP_REPORT_ONLY_LATE,
-                probe,
-                result.url,
-                ok=False,
-                header=CSP_RO,
-                expected=None,
-                actual=sent,
-                message="a report-only policy is still sent at an enforcing stage",
-            )
-        ]
-    if CSP not in expected and len(enforcing := result.get_all(CSP)) > 1:
-        return [
-            check(
-                CSP_TWO_POLICIES,
-                probe,
-                result.url,
-                ok=False,
-                header=CSP,
-                actual=enforcing,
-                message=f"{len(enforcing)} enforcing policies are sent",
-            )
-        ]
-    return []
+    enforcing, report_only = result.get_all(CSP), result.get_all(CSP_RO)
+    if CSP_RO in expected and CSP not in expected and enforcing:
+        finding, name, sent = CSP_ENFORCING_EARLY, CSP, enforcing
+        message = "an enforcing policy is sent during a report-only stage"
+    elif CSP in expected and CSP_RO not in expected and report_only:
+        finding, name, sent = CSP_REPORT_ONLY_LATE, CSP_RO, report_only
+        message = "a report-only policy is still sent at an enforcing stage"
+    elif CSP not in expected and len(enforcing) > 1:
+        # Browsers enforce every policy they get: two tighten each other silently.
+        finding, name, sent = CSP_TWO_POLICIES, CSP, enforcing
+        message = f"{len(enforcing)} enforcing policies are sent"
+    else:
+        return []
+    return [check(finding, probe, result.url, ok=False, header=name, actual=sent, message=message)]
 
 
 def warnings(probe: Probe, result: Result) -> list[Check]:
