@@ -7,8 +7,8 @@ import re
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_DURATION = re.compile(r"^(\d{1,9})([smhdw])$")
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
+_DURATION = re.compile(r"^(\d{1,9})([smhdw])\Z")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -72,8 +72,8 @@ def _addr(text: str, *, ip_only: bool) -> str:
     return str(ip)
 
 
-_CONNECT_TO = re.compile(r"^([^:\[\]]+):([^:]+):(\[[^\]]*\]|[^:\[\]]+):([^:]+)$")
-_RESOLVE = re.compile(r"^([^:\[\]]+):([^:]+):(\[[^\]]*\]|[^\[\]]+)$")
+_CONNECT_TO = re.compile(r"^([^:\[\]]+):([^:]+):(\[[^\]]*\]|[^:\[\]]+):([^:]+)\Z")
+_RESOLVE = re.compile(r"^([^:\[\]]+):([^:]+):(\[[^\]]*\]|[^\[\]]+)\Z")
 
 
 def parse_connect_to(entry: str) -> ConnectTo:

@@ -87,6 +87,9 @@ REDIRECT_LOOP = _e("redirect.E003", "redirects loop or go on for more than 5 hop
 NOT_FOUND_STATUS = _e("notfound.E001", "a path that cannot exist does not answer 404",
                       "let unknown paths answer 404 (not 200 or a redirect), with the same "
                       "headers as pages")
+PAGE_SERVER_ERROR = _e("page.E001", "a listed page answers 5xx, so nothing proves the page "
+                       "itself works at this stage", "fix the server error (an enforcing CSP "
+                       "does not cause one), then verify again")
 SUBDOMAIN_HTTPS = _e("subdomain.E001", "a subdomain does not answer over https with a valid "
                      "certificate", "fix it before includeSubDomains: browsers will refuse "
                      "plain http on every subdomain")
@@ -108,6 +111,9 @@ CSP_NO_REPORTS = _w("csp.W001", "a report-only CSP has nowhere to send reports",
                     "set csp-report-uri in the plan's [policy]")
 CSP_ODD = _w("csp.W002", "a CSP has a repeated directive or 'none' with other sources",
              "merge repeated directives; drop 'none' where other sources are listed")
+PAGE_CLIENT_ERROR = _w("page.W001", "a listed page answers 4xx: its headers were checked on an "
+                       "error page", "list URLs that answer 2xx (a 401/403 page behind a login "
+                       "is fine to keep if that is what you mean to check)")
 NO_SUBDOMAINS = _w("subdomain.W001", "includeSubDomains is on but the plan lists no subdomains",
                    "list the subdomains that serve traffic in [environments.ENV] subdomains")
 # fmt: on
@@ -312,8 +318,12 @@ def redirect(finding: Finding, probe: Probe, result: Result, *, to_scheme: str =
         message = f"redirects to {target}"
     elif target is None:
         message = f"answers {result.status} without a redirect to https"
-    else:
+    elif origin_of(target)[:2] != (to_scheme, host):
         message = f"redirects to {target}, not to https://{host}"
+    else:
+        # The right place, the wrong status: 303 turns the request into a GET elsewhere
+        # and 300/304 are no redirects at all, so browsers would not upgrade reliably.
+        message = f"answers {result.status}, not 301, 302, 307 or 308, to {target}"
     return check(
         finding, probe, result.url, ok=good, expected=expected, actual=actual, message=message
     )

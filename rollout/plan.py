@@ -55,7 +55,7 @@ CSP = "content-security-policy"
 CSP_RO = "content-security-policy-report-only"
 CSP_FAMILY = frozenset({CSP, CSP_RO})
 
-_ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 
 
 class _Refusal(ValueError):
@@ -118,7 +118,7 @@ class Policy(_Model):
     def _report_uri(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        ok = re.match(r"^(https?://[^\s/?#]+|/)[^\s;,'\"]*$", value)
+        ok = re.match(r"^(https?://[^\s/?#]+|/)[^\s;,'\"]*\Z", value)
         if not ok:
             raise ValueError(f"{value!r} is not an https:// URL or a path starting with /")
         return value

@@ -201,12 +201,14 @@ class Prober:
 
     def target(self, host: str, port: int) -> tuple[str, int]:
         """Where curl would connect for host:port, given connect-to and resolve."""
+        # The plan's parser keeps addresses without IPv6 brackets and refuses curl's
+        # wildcards, so an entry applies exactly to its own HOST:PORT.
         for c in self.options.connect_to:
-            if c.host in ("", host) and c.port in (0, port):
-                return c.addr or host, c.addr_port or port
+            if (c.host, c.port) == (host, port):
+                return c.addr, c.addr_port
         for r in self.options.resolve:
-            if r.host in ("*", host) and r.port == port:
-                return r.addr.strip("[]"), port
+            if (r.host, r.port) == (host, port):
+                return r.addr, port
         return host, port
 
     async def fetch(self, url: str) -> Result:

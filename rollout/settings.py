@@ -31,9 +31,9 @@ from rollout.errors import SettingsError
 OFF = "off"
 
 # RFC 9110 §5.1 token: header names are tokens; we store them lower-case.
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9a-z]+$")
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
 # RFC 9110 §5.5 field-value restricted to visible ASCII, SP and HTAB, trimmed.
-_FIELD_VALUE = re.compile(r"^[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?$")
+_FIELD_VALUE = re.compile(r"^[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?\Z")
 
 _TOP_KEYS = frozenset({"environment", "stage", "name", "updated", "app", "edge"})
 
@@ -73,10 +73,13 @@ def load(path: str | Path) -> StageSettings | None:
 
 def loads(data: bytes | str, source: str = "<settings>") -> StageSettings:
     """Parse and validate a stage file's text; SettingsError names the file and key."""
-    text = data.decode("utf-8", errors="strict") if isinstance(data, bytes) else data
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"{source}: not UTF-8 (byte {exc.start + 1}): {exc.reason}") from None
     try:
         doc = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{source}: not valid TOML: {exc}") from None
 
     def fail(key: str, why: str) -> SettingsError:

@@ -76,6 +76,9 @@ class Report:
             "environment": self.environment,
             "stage": OFF if self.stage is None else self.stage,
             "ok": self.ok,
+            # Not in DESIGN.md's object: without certificate checks a pass proves less,
+            # and a script reading only the JSON must be able to tell.
+            "insecure": self.insecure,
             "checks": [c.to_json() for c in self.checks],
         }
 
@@ -196,6 +199,19 @@ async def _page(prober: Prober, url: str, want: Mapping[str, str]) -> list[Check
     if last.fault is not None:
         return [*found, checks.fault("page", last)]
     found += _judge("page", last, want)
+    if last.status is not None and last.status >= 400:
+        finding = checks.PAGE_SERVER_ERROR if last.status >= 500 else checks.PAGE_CLIENT_ERROR
+        found.append(
+            checks.check(
+                finding,
+                "page",
+                last.url,
+                ok=False,
+                expected="2xx",
+                actual=[str(last.status)],
+                message=f"answers {last.status}",
+            )
+        )
     target = last.location
     if target is not None:
         found.append(

@@ -50,7 +50,7 @@ def test_version() -> None:
         (["--colour"], "rollout: No such option '--colour'."),
         (
             ["status", "--timeout", "x"],
-            "rollout: Invalid value for '--timeout': 'x' is not a valid float range.",
+            "rollout: Invalid value for '--timeout': 'x' is not a number of seconds",
         ),
     ],
 )
@@ -61,11 +61,33 @@ def test_usage_errors_are_one_line_exit_2(args: list[str], message: str) -> None
     assert out.stderr.splitlines() == [message]
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["status", "--timeout", "nan"], "'nan' is not a finite number of seconds"),
+        (["verify", "staging", "--timeout", "inf"], "'inf' is not a finite number of seconds"),
+        (["verify", "staging", "--deadline", "nan"], "'nan' is not a finite number of seconds"),
+    ],
+)
+def test_seconds_must_be_finite(args: list[str], message: str) -> None:
+    """nan or inf seconds would let a probe wait forever: refused before anything runs."""
+    out = run(*args)
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [f"rollout: Invalid value for '{args[-2]}': {message}"]
+
+
+def test_bare_rollout_prints_the_help_page() -> None:
+    """`rollout` alone prints the whole help page, as --help does, and exits 0."""
+    out = run()
+    assert out.returncode == 0
+    assert out.stdout == run("--help").stdout
+
+
 def test_json_errors_also_go_to_stdout() -> None:
     """With --json, a refusal also prints {"ok": false, "error": ...} on stdout."""
     out = run("status", "--json", "--timeout", "x")
     assert out.returncode == 2
     assert json.loads(out.stdout) == {
         "ok": False,
-        "error": "Invalid value for '--timeout': 'x' is not a valid float range.",
+        "error": "Invalid value for '--timeout': 'x' is not a number of seconds",
     }

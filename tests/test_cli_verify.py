@@ -84,7 +84,7 @@ def test_verify_failure_names_id_and_curl_command(
     assert lines[bad].endswith("[hsts.E002]")
     curl = lines[bad + 1].strip()
     assert curl == (
-        f"curl -sI --connect-to {HOST}:443:127.0.0.1:{https.port} "
+        f"curl -s -o /dev/null -D - --connect-to {HOST}:443:127.0.0.1:{https.port} "
         f"--cacert {tls_material().ca_path} https://{HOST}/"
     )
     assert "FAILED" in result.err
@@ -151,7 +151,7 @@ def test_colour_only_on_a_tty_without_no_color(monkeypatch: pytest.MonkeyPatch) 
     )
     lines, _ = cli_verify.render(Report("staging", 1, [bad]), color=True)
     assert lines[0].startswith("\x1b[31m✗ https://x.example.test/  x-frame-options: expected DENY")
-    assert lines[1] == "    curl -sI https://x.example.test/"
+    assert lines[1] == "    curl -s -o /dev/null -D - https://x.example.test/"
 
 
 def test_insecure_verify_is_recorded_but_not_counted(
@@ -164,3 +164,32 @@ def test_insecure_verify_is_recorded_but_not_counted(
     record = json.loads(history[-1])
     assert record["action"] == "verify" and record["verified"] is False
     assert "not counted as verified" in record["reason"]
+
+
+def test_curl_command_brackets_ipv6_addresses() -> None:
+    """The suggested curl line writes IPv6 addresses in brackets, as curl parses them."""
+    from rollout.addresses import ConnectTo, Resolve
+    from rollout.cli.verify import curl_command
+    from rollout.probe import ProbeOptions
+
+    options = ProbeOptions(
+        connect_to=[ConnectTo("a.example.test", 443, "::1", 8443)],
+        resolve=[Resolve("a.example.test", 443, "::1"), Resolve("b.example.test", 443, "::1")],
+    )
+    assert curl_command("https://a.example.test/x", options) == (
+        "curl -s -o /dev/null -D - --connect-to 'a.example.test:443:[::1]:8443' "
+        "--resolve 'a.example.test:443:[::1]' https://a.example.test/x"
+    )
+
+
+def test_unwritable_history_still_prints_the_report(
+    plan: Path, rollout: Callable[..., Result]
+) -> None:
+    """If the history cannot be appended, the report still prints, then one line, exit 2."""
+    (plan.parent / "staging.history.jsonl").mkdir()
+    result = rollout("verify", "staging", "--json", "--plan", str(plan))
+    assert result.code == 2
+    assert json.loads(result.out)["ok"] is True
+    (line,) = result.err.splitlines()
+    assert line.startswith("rollout: ") and "staging.history.jsonl" in line
+    assert "Traceback" not in result.err

@@ -200,3 +200,26 @@ def test_override_of_unknown_environment_is_refused() -> None:
         PlanError, match=r"^p.toml: environments: no environment 'c' \(the plan has a, b\)$"
     ):
         with_overrides(plan, "c")
+
+
+@pytest.mark.parametrize(
+    ("tail", "key"),
+    [
+        ('csp-report-uri = "https://r.example/x\\n"\n', "policy.csp-report-uri"),
+        ('[environments.a]\nsubdomains = ["api.example.test\\n"]\n', "environments.a.subdomains"),
+        (
+            '[environments.a]\nconnect-to = ["a.example.test:443:127.0.0.1:8443\\n"]\n',
+            "environments.a.connect-to",
+        ),
+        (
+            '[environments.a]\nresolve = ["a.example.test:443:127.0.0.1\\n"]\n',
+            "environments.a.resolve",
+        ),
+    ],
+)
+def test_a_trailing_newline_is_never_accepted(tail: str, key: str) -> None:
+    """Values ending in a newline are refused at load, naming the key (no `$` loophole)."""
+    text = BASE + tail if tail.startswith("[") else BASE.replace("[policy]\n", "[policy]\n" + tail)
+    with pytest.raises(PlanError) as exc:
+        parse_plan(text, "plan.toml")
+    assert str(exc.value).startswith(f"plan.toml: {key}")

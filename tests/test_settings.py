@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,29 @@ def test_reader_imports_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_non_utf8_bytes_are_refused() -> None:
+    """A stage file with bytes that are not UTF-8 is refused naming the file, not a crash."""
+    data = b'environment = "s"\nstage = 0\nname = "x"\n[app]\n"x-frame-options" = "DENY\xff"\n'
+    with pytest.raises(SettingsError) as exc:
+        settings.loads(data, "f.toml")
+    assert str(exc.value) == "f.toml: not UTF-8 (byte 71): invalid start byte"
+
+
+@pytest.mark.parametrize(
+    ("key", "toml"),
+    [("app.x-frame-options", '"x-frame-options" = "DENY\\n"'), ("app.x-a", '"x-a" = "1\\n"')],
+)
+def test_trailing_newline_in_a_value_is_refused(key: str, toml: str) -> None:
+    """A value ending in a newline never reaches a middleware (a `$` would let it through)."""
+    text = f'environment = "s"\nstage = 0\nname = "x"\n[app]\n{toml}\n'
+    with pytest.raises(SettingsError, match=rf"^f\.toml: {re.escape(key)}: "):
+        settings.loads(text, "f.toml")
+
+
+def test_header_name_with_trailing_newline_is_refused() -> None:
+    """A header name ending in a newline is not a lower-case token."""
+    text = 'environment = "s"\nstage = 0\nname = "x"\n[app]\n"x-a\\n" = "1"\n'
+    with pytest.raises(SettingsError, match="not a lower-case header name"):
+        settings.loads(text, "f.toml")

@@ -262,6 +262,34 @@ def test_http_probe_redirects_to_https_same_host(site: Site, reply: Reply, ok: b
         assert ("redirect.E001", "http", None) in failed(report)
 
 
+def test_http_probe_says_why_a_redirect_fails(site: Site) -> None:
+    """A 303 to the right place is blamed on its status, another host on its target."""
+    site.http.fallback = redirect(f"https://{WWW}/", 303)
+    (bad,) = [c for c in run(site.env()).failures if c.probe == "http"]
+    assert bad.message == f"answers 303, not 301, 302, 307 or 308, to https://{WWW}/"
+    site.http.fallback = redirect("https://evil.example.test/")
+    (bad,) = [c for c in run(site.env()).failures if c.probe == "http"]
+    assert bad.message == f"redirects to https://evil.example.test/, not to https://{WWW}"
+
+
+@pytest.mark.parametrize(
+    ("status", "finding", "ok"), [(500, "page.E001", False), (404, "page.W001", True)]
+)
+def test_a_page_answering_an_error_is_flagged(
+    site: Site, status: int, finding: str, ok: bool
+) -> None:
+    """A listed page answering 5xx fails even with the right headers; a 4xx warns."""
+    site.https.routes["/"] = Reply(status, GOOD)
+    report = run(site.env())
+    assert report.ok is ok
+    (flag,) = [c for c in report.checks if c.id == finding]
+    assert (flag.probe, list(flag.actual), flag.message) == (
+        "page",
+        [str(status)],
+        f"answers {status}",
+    )
+
+
 def test_redirects_followed_and_hops_need_hsts(site: Site) -> None:
     """Same-origin redirects are followed; an https hop without HSTS fails, loops fail."""
     site.https.routes["/old"] = redirect("/", 301, ("Strict-Transport-Security", "max-age=86400"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -101,6 +102,24 @@ class Options:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class Seconds(click.FloatRange):
+    """A finite number of seconds at or above a minimum (FloatRange lets nan and inf in)."""
+
+    name = "seconds"
+
+    def __init__(self, minimum: float) -> None:
+        super().__init__(min=minimum)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return super().convert(seconds, param, ctx)
+
+
 def common_options(func: F) -> F:
     """Add the options DESIGN.md lets every command take; they arrive as `opts: Options`."""
 
@@ -170,7 +189,7 @@ def common_options(func: F) -> F:
         click.option(
             "--timeout",
             "timeout",
-            type=click.FloatRange(min=0.1),
+            type=Seconds(0.1),
             default=None,
             expose_value=False,
             callback=merge,
@@ -233,6 +252,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = cli.main(args=args, prog_name="rollout", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        # A bare `rollout` asks for the help page: print it whole, as --help would.
+        click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
+        sys.exit(0)
     except click.exceptions.Abort:
         click.echo("rollout: aborted", err=True)
         sys.exit(1)

@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from rollout.cli import Options, common_options, emit_json
-from rollout.errors import InputError
+from rollout.cli import Options, Seconds, common_options, emit_json
+from rollout.errors import InputError, RolloutError
 from rollout.settings import OFF
 
 if TYPE_CHECKING:
     from rollout.checks import Check
+    from rollout.plan import Plan
     from rollout.probe import ProbeOptions
     from rollout.verify import Report
 
@@ -44,7 +45,7 @@ def parse_stage(value: str | None) -> int | str | None:
 )
 @click.option(
     "--deadline",
-    type=click.FloatRange(min=1),
+    type=Seconds(1),
     default=DEFAULT_DEADLINE,
     show_default=True,
     help="Seconds for the whole verify; probes not done by then fail as timeouts.",
@@ -93,24 +94,12 @@ def verify(
         deadline=deadline,
     )
     report = run_verify(env, expected, options=options, subdomains=subdomains)
+    recorded: RolloutError | None = None
     if target == current_stage:
-        failed = len(report.failures)
-        reason = "all checks passed" if report.ok else f"{failed} checks failed"
-        # Without certificate checks nothing proved that browsers would accept the site,
-        # so such a run is recorded but never counts as the stage's verification.
-        if opts.insecure:
-            reason += " with --insecure (certificates not checked); not counted as verified"
-        store.append_history(
-            plan,
-            env.name,
-            store.new_record(
-                "verify",
-                current_stage,
-                current_stage,
-                reason=reason,
-                verified=report.ok and not opts.insecure,
-            ),
-        )
+        try:
+            _record(plan, env.name, current_stage, report, insecure=opts.insecure)
+        except RolloutError as exc:
+            recorded = exc  # the report still prints: it is what the user came for
     if opts.json:
         emit_json(report.to_json())
     else:
@@ -119,8 +108,29 @@ def verify(
         for line in lines:
             click.echo(line, color=color)
         click.echo(summary, err=True, color=color)
+    if recorded is not None:
+        click.echo(f"rollout: {recorded}", err=True)
+        raise click.exceptions.Exit(recorded.exit_code)
     if not report.ok:
         raise click.exceptions.Exit(1)
+
+
+def _record(
+    plan: Plan, env_name: str, stage: int | None, report: Report, *, insecure: bool
+) -> None:
+    """Append the result of verifying the current stage to the environment's history."""
+    from rollout import store
+
+    failed = len(report.failures)
+    reason = "all checks passed" if report.ok else f"{failed} checks failed"
+    # Without certificate checks nothing proved that browsers would accept the site,
+    # so such a run is recorded but never counts as the stage's verification.
+    if insecure:
+        reason += " with --insecure (certificates not checked); not counted as verified"
+    record = store.new_record(
+        "verify", stage, stage, reason=reason, verified=report.ok and not insecure
+    )
+    store.append_history(plan, env_name, record)
 
 
 def use_color() -> bool:
@@ -172,13 +182,21 @@ def curl_command(url: str, options: ProbeOptions) -> str:
     from rollout.probe import origin_of
 
     scheme, host, port = origin_of(url)
-    argv = ["curl", "-sI"]
-    for c in options.connect_to:
-        if c.host in ("", host) and c.port in (0, port):
-            argv += ["--connect-to", f"{c.host}:{c.port or ''}:{c.addr}:{c.addr_port or ''}"]
-    for r in options.resolve:
-        if r.host in ("*", host) and r.port == port:
-            argv += ["--resolve", f"{r.host}:{r.port}:{r.addr}"]
+    # A GET, as the probe sends (curl -I would send HEAD, which some servers answer
+    # differently); -D - prints the response head, the body goes nowhere.
+    argv = ["curl", "-s", "-o", "/dev/null", "-D", "-"]
+    argv += [
+        a
+        for c in options.connect_to
+        if (c.host, c.port) == (host, port)
+        for a in ("--connect-to", str(c))
+    ]
+    argv += [
+        a
+        for r in options.resolve
+        if (r.host, r.port) == (host, port)
+        for a in ("--resolve", str(r))
+    ]
     if scheme == "https" and options.cacert is not None:
         argv += ["--cacert", str(options.cacert)]
     if scheme == "https" and options.insecure:
