@@ -123,6 +123,15 @@ class Policy(_Model):
             raise ValueError(f"{value!r} is not an https:// URL or a path starting with /")
         return value
 
+    @model_validator(mode="after")
+    def _report_uri_needs_a_policy(self) -> Policy:
+        if self.csp_report_uri is not None and self.content_security_policy is None:
+            raise _Refusal(
+                ("csp-report-uri",),
+                "there is no content-security-policy to add it to; set one or remove this",
+            )
+        return self
+
     def headers(self) -> dict[str, str]:
         """The policy's headers (lower-case name -> value), without csp-report-uri."""
         values = self.model_dump(exclude={"csp_report_uri"}, by_alias=True)

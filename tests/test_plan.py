@@ -59,9 +59,14 @@ def test_policy_headers_keep_their_values_in_order() -> None:
     """policy.headers() lists the header values as written, without csp-report-uri."""
     plan = parse_plan(
         '[policy]\nreferrer-policy = "no-referrer"\nx-frame-options = "DENY"\n'
+        "content-security-policy = \"default-src 'self'\"\n"
         'csp-report-uri = "/csp"\n[environments.a]\n'
     )
-    assert plan.policy.headers() == {"referrer-policy": "no-referrer", "x-frame-options": "DENY"}
+    assert plan.policy.headers() == {
+        "referrer-policy": "no-referrer",
+        "x-frame-options": "DENY",
+        "content-security-policy": "default-src 'self'",
+    }
     assert plan.policy.csp_report_uri == "/csp"
 
 
@@ -223,3 +228,14 @@ def test_a_trailing_newline_is_never_accepted(tail: str, key: str) -> None:
     with pytest.raises(PlanError) as exc:
         parse_plan(text, "plan.toml")
     assert str(exc.value).startswith(f"plan.toml: {key}")
+
+
+def test_report_uri_without_a_policy_is_refused() -> None:
+    """A csp-report-uri with no content-security-policy would be silently dropped: refused."""
+    text = BASE.replace("[policy]\n", '[policy]\ncsp-report-uri = "https://r.example.test/"\n')
+    with pytest.raises(PlanError) as exc:
+        parse_plan(text, "plan.toml")
+    assert str(exc.value) == (
+        "plan.toml: policy.csp-report-uri: there is no content-security-policy to add it to; "
+        "set one or remove this"
+    )

@@ -48,8 +48,7 @@ _GRAMMARS: dict[str, _Grammar] = {
 
 def _simple(parse: Callable[..., Any]) -> _Grammar:
     def normalise(value: str) -> str:
-        # Parsing already lower-cases and trims, so serialising is normalising.
-        return simple.serialise(parse(value))
+        return simple.canonical(parse(value))
 
     return _Grammar(
         parse,

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from rollout.errors import HeaderValueError
 from rollout.headers.value import clean
 
-_NAME = re.compile(r"^[A-Za-z0-9-]+$")  # CSP3 directive-name
-_HOST_SOURCE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)?(?P<host>[^/]*)(?P<path>/.*)?$")
+# Every pattern is used with fullmatch: `$` would also match before a trailing newline.
+_NAME = re.compile(r"[A-Za-z0-9-]+")  # CSP3 directive-name
+_HOST_SOURCE = re.compile(
+    r"(?:(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://)?(?P<host>[^/]*)(?P<path>/.*)?", re.DOTALL
+)
+_PORT = re.compile(r"(?P<host>.*):(?P<port>[0-9]+)", re.DOTALL)
+# CSP3 §6.7.2.10: an explicit port equal to the URL scheme's default matches a URL without
+# a port. With https or wss as scheme-part only those schemes match, whose default is 443.
+# For http and ws browsers also move port 80 to 443 when they upgrade the scheme.
+_DEFAULT_PORTS = {"https": 443, "wss": 443, "http": 80, "ws": 80}
+# Percent-decoded path pieces are written back with only these left as they are.
+_PATH_SAFE = "!$&'()*+,;=:@-._~"
 # Bare words that are keywords only when quoted; unquoted they name a host.
 _KEYWORDS = frozenset(
     {"self", "none", "unsafe-inline", "unsafe-eval", "strict-dynamic", "unsafe-hashes"}
@@ -67,7 +78,7 @@ def _parse_policy(text: str, start: int, strict: bool) -> Policy:
             continue
         name, *values = token.split()
         lower = name.lower()
-        if strict and not _NAME.match(name):
+        if strict and not _NAME.fullmatch(name):
             raise HeaderValueError(
                 f"{name!r} at character {where} is not a directive name: "
                 "use letters, digits and '-', like script-src"
@@ -86,8 +97,12 @@ def _parse_policy(text: str, start: int, strict: bool) -> Policy:
     return Policy(tuple(directives), tuple(duplicates))
 
 
+def _is_source_list(name: str) -> bool:
+    return name.endswith("-src") or name in {"base-uri", "form-action", "frame-ancestors"}
+
+
 def _check_keywords(name: str, values: list[str]) -> None:
-    if not (name.endswith("-src") or name in {"base-uri", "form-action", "frame-ancestors"}):
+    if not _is_source_list(name):
         return
     for value in values:
         if value.lower() in _KEYWORDS:
@@ -141,11 +156,31 @@ def _source(directive: str, value: str) -> str:
             if lower.startswith(prefix):
                 return prefix + value[len(prefix) :]
         return lower
-    match = _HOST_SOURCE.match(value)
+    match = _HOST_SOURCE.fullmatch(value)
     if match is None:  # pragma: no cover - the pattern matches every string
         return value
     # Scheme and host are case-insensitive, a path is not.
-    return (match["scheme"] or "").lower() + match["host"].lower() + (match["path"] or "")
+    scheme, host, path = (match["scheme"] or "").lower(), match["host"].lower(), match["path"]
+    if _is_source_list(directive) or directive == "report-uri":
+        host, path = _host_source(scheme, host, path, decode=directive != "report-uri")
+    return (f"{scheme}://" if scheme else "") + host + (path or "")
+
+
+def _host_source(scheme: str, host: str, path: str | None, decode: bool) -> tuple[str, str | None]:
+    """Port and path of a host-source in a form where ones matching the same URLs are equal."""
+    port = _PORT.fullmatch(host)
+    if port is not None:
+        number = int(port["port"])  # CSP3 allows leading zeros: :0443 is :443
+        # Without a scheme-part the page's own scheme applies, so no port is a default.
+        default = _DEFAULT_PORTS.get(scheme)
+        host = port["host"] + ("" if number == default else f":{number}")
+    # CSP3 §6.7.2.12: a path of exactly "/" matches every path, as no path does. Elsewhere
+    # each piece between '/' is compared percent-decoded, and a trailing '/' is significant.
+    if path == "/" and host:
+        return host, None
+    if path and decode:
+        path = "/".join(quote_from_bytes(unquote_to_bytes(p), _PATH_SAFE) for p in path.split("/"))
+    return host, path
 
 
 def _sources(d: Directive) -> frozenset[str]:

@@ -12,8 +12,12 @@ from rollout.errors import HeaderValueError
 from rollout.headers.value import clean
 
 EXAMPLE = 'geolocation=(), camera=(self "https://a.example")'
-_ORIGIN = re.compile(r"^(?P<origin>[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]+)/?$")
-_FP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+# Used with fullmatch: `$` would also match before a trailing newline.
+_ORIGIN = re.compile(r"(?P<origin>[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]+)/?")
+_FP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
+_PORT = re.compile(r"(?P<rest>.*):(?P<port>[0-9]+)")
+# An allowlist origin is URL-parsed, which drops the scheme's default port.
+_DEFAULT_PORTS = {"https": 443, "wss": 443, "http": 80, "ws": 80}
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ def from_feature_policy(text: str) -> str | None:
         if not part.strip():
             continue
         name, *sources = part.split()
-        if not (_FP_NAME.match(name) and sources):
+        if not (_FP_NAME.fullmatch(name) and sources):
             return None
         items = []
         for source in sources:
@@ -54,7 +58,7 @@ def from_feature_policy(text: str) -> str | None:
                 items.append("self")
             elif lower == "*":
                 items.append("*")
-            elif _ORIGIN.match(source):
+            elif _ORIGIN.fullmatch(source):
                 items.append(f'"{source}"')
             # 'none' means an empty list; 'src' only means something in an iframe's allow.
             elif lower not in ("'none'", "'src'"):
@@ -82,7 +86,7 @@ def _syntax_error(text: str, why: Exception) -> HeaderValueError:
 def _check_item(name: str, item: str) -> None:
     if item in ("self", "*"):
         return
-    if item.startswith('"') and item.endswith('"') and _ORIGIN.match(item[1:-1]):
+    if item.startswith('"') and item.endswith('"') and _ORIGIN.fullmatch(item[1:-1]):
         return
     fix = f"{name}=()" if item.lower() in ("none", "'none'") else f"{name}=(self)"
     raise HeaderValueError(
@@ -137,8 +141,16 @@ def serialise(policy: PermissionsPolicy) -> str:
 
 def _item(item: str) -> str:
     """An allowlist item in a form where equal origins are equal strings."""
-    match = _ORIGIN.match(item[1:-1]) if item.startswith('"') and item.endswith('"') else None
-    return f'"{match["origin"].lower()}"' if match else item
+    match = _ORIGIN.fullmatch(item[1:-1]) if item.startswith('"') and item.endswith('"') else None
+    if match is None:
+        return item
+    origin = match["origin"].lower()
+    port = _PORT.fullmatch(origin)
+    if port is not None:
+        number = int(port["port"])
+        default = _DEFAULT_PORTS.get(origin.split(":", 1)[0])
+        origin = port["rest"] + ("" if number == default else f":{number}")
+    return f'"{origin}"'
 
 
 def _allowlist(f: Feature) -> tuple[frozenset[str], tuple[str, ...]]:

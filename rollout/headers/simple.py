@@ -134,6 +134,13 @@ def serialise(v: Simple) -> str:
             return ", ".join(tokens)
 
 
+def canonical(v: Simple) -> str:
+    """v's normalised text: equal values give the same text (a referrer list its policy)."""
+    if isinstance(v, ReferrerPolicy) and v.effective is not None:
+        return v.effective
+    return serialise(v)
+
+
 def equal(a: Simple, b: Simple) -> bool:
     """Whether a and b are the same value; parsing already dropped case and spacing."""
     return diff(a, b) is None
@@ -146,14 +153,15 @@ def diff(expected: Simple, actual: Simple) -> str | None:
             if expected.text.lower() == actual.text.lower():
                 return None
             return f"value is {actual.text!r}, the stage wants {expected.text!r}"
-        case ReferrerPolicy(), ReferrerPolicy() if expected.tokens != actual.tokens:
-            if expected.effective != actual.effective:
-                return (
-                    f"Referrer-Policy is {actual.effective}, the stage wants {expected.effective}"
-                )
+        case ReferrerPolicy(), ReferrerPolicy():
+            # Referrer Policy §8.1: a browser applies the last token it knows. Earlier tokens
+            # are fallbacks for browsers that do not know it, and no current browser is one.
+            if expected.effective == actual.effective:
+                return None
+            shown = "" if actual.tokens == (actual.effective,) else f" (from {serialise(actual)!r})"
             return (
-                f"Referrer-Policy lists {serialise(actual)}, the stage wants "
-                f"{serialise(expected)} (same policy in current browsers, other fallbacks)"
+                f"Referrer-Policy is {actual.effective}{shown}, the stage wants "
+                f"{expected.effective}"
             )
     if expected == actual:
         return None

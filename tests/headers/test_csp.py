@@ -46,6 +46,56 @@ def test_nonce_values_are_case_sensitive() -> None:
     assert not csp.equal("script-src 'nonce-ABC'", "script-src 'nonce-abc'")
 
 
+@pytest.mark.parametrize(
+    ("expected", "actual"),
+    [
+        ("https://a.example", "https://a.example/"),
+        ("https://a.example", "https://a.example:443"),
+        ("https://a.example", "HTTPS://A.Example:0443/"),
+        ("wss://a.example", "wss://a.example:443"),
+        ("http://a.example", "http://a.example:80/"),
+        ("ws://a.example/x", "ws://a.example:80/x"),
+        ("a.example", "a.example/"),
+        ("https://a.example:8443", "https://a.example:08443"),
+        ("https://a.example/x/", "https://a.example/%78/"),
+        ("https:", "HTTPS:"),
+        ("'self'", "'SELF'"),
+        ("*.example.com", "*.Example.com"),
+        ("'nonce-AbC'", "'NONCE-AbC'"),
+    ],
+)
+def test_host_sources_matching_the_same_urls_are_equal(expected: str, actual: str) -> None:
+    """A path of '/', the scheme's default port, case of scheme and host are free (CSP3)."""
+    assert csp.diff(csp.parse(f"img-src {expected}"), csp.parse(f"img-src {actual}")) is None
+    assert csp.normalise(f"img-src {expected}") == csp.normalise(f"img-src {actual}")
+
+
+@pytest.mark.parametrize(
+    ("expected", "actual"),
+    [
+        ("https://a.example", "https://a.example:8443"),
+        ("https://a.example", "https://a.example:80"),
+        ("http://a.example", "http://a.example:443"),
+        ("a.example", "a.example:443"),
+        ("https://a.example/x", "https://a.example/x/"),
+        ("https://a.example/x", "https://a.example/X"),
+        ("https://a.example", "https://a.example/x"),
+        ("https://a.example/a/b", "https://a.example/a%2Fb"),
+        ("'nonce-abc'", "'nonce-ABC'"),
+    ],
+)
+def test_host_sources_matching_other_urls_differ(expected: str, actual: str) -> None:
+    """Another port, a real path, a trailing '/' after a path or a nonce's case differ."""
+    reason = csp.diff(csp.parse(f"img-src {expected}"), csp.parse(f"img-src {actual}"))
+    assert reason == f"img-src lacks {expected}; img-src has {actual}, which the stage does not"
+
+
+def test_report_uri_compares_as_a_url() -> None:
+    """report-uri drops a default port and a lone '/', but keeps percent-encoding as sent."""
+    assert csp.equal("report-uri https://r.example:443/", "report-uri https://r.example")
+    assert not csp.equal("report-uri /r/%78", "report-uri /r/x")
+
+
 def test_report_to_group_is_case_sensitive() -> None:
     """report-to names a group chosen by the site, so its case matters."""
     assert not csp.equal("report-to Main", "report-to main")

@@ -32,6 +32,16 @@ def test_equal_spellings(value: str) -> None:
     assert permissions.normalise(value) == permissions.normalise(POLICY)
 
 
+def test_origin_default_port_is_free() -> None:
+    """An origin with its scheme's default port is that origin; another port is not."""
+    assert permissions.equal('camera=("https://a.example:443")', 'camera=("https://a.example")')
+    assert permissions.equal('camera=("http://a.example:80/")', 'camera=("http://a.example")')
+    assert permissions.diff(
+        permissions.parse('camera=("https://a.example")'),
+        permissions.parse('camera=("https://a.example:80")'),
+    ) == ('camera allows ("https://a.example:80"), the stage wants ("https://a.example")')
+
+
 def test_bare_item_equals_a_list_of_one() -> None:
     """The spec treats camera=self like camera=(self), and a string like a list of it."""
     assert permissions.equal("camera=self, usb=*", "camera=(self), usb=(*)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from rollout import headers
 from rollout.errors import HeaderValueError
+from rollout.headers import csp, hsts, permissions, simple, value
 
 NAMES = [
     "strict-transport-security",
@@ -21,6 +23,16 @@ NAMES = [
     "referrer-policy",
     "x-xss-protection",
 ]
+GOOD = {
+    "strict-transport-security": "max-age=300; includeSubDomains",
+    "content-security-policy": "default-src 'self'; object-src 'none'",
+    "content-security-policy-report-only": "default-src 'self'; report-uri /r",
+    "permissions-policy": "geolocation=(), camera=(), microphone=()",
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "strict-origin-when-cross-origin",
+    "x-xss-protection": "0",
+}
 HEADERISH = st.text(alphabet="abcdeflmnoprstxy-=;,()*\"' \t:/.0123456789AEFNOSX", max_size=40)
 
 
@@ -45,6 +57,31 @@ def test_every_grammar_is_registered() -> None:
 def test_validate_returns_good_plan_values(name: str, value: str) -> None:
     """A valid plan value comes back unchanged, whatever the name's case."""
     assert headers.validate(name, value) == value
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_validate_refuses_a_trailing_newline(name: str) -> None:
+    """A good plan value with a trailing line feed is refused, by every grammar."""
+    good = GOOD[name]
+    assert headers.validate(name, good) == good
+    with pytest.raises(HeaderValueError) as caught:
+        headers.validate(name, good + "\n")
+    assert str(caught.value) == (
+        f"the value has a line feed (LF) '\\n' at character {len(good) + 1}: "
+        "header values are a single line; remove it"
+    )
+
+
+def test_no_pattern_ends_with_dollar() -> None:
+    """Validation patterns are used with fullmatch, since `$` also matches before a newline."""
+    patterns = [
+        (module.__name__, name, attr.pattern)
+        for module in (csp, hsts, permissions, simple, value)
+        for name, attr in vars(module).items()
+        if isinstance(attr, re.Pattern)
+    ]
+    assert patterns
+    assert [p for p in patterns if re.search(r"(?<!\\)\$", p[2])] == []
 
 
 @pytest.mark.parametrize(
@@ -127,6 +164,15 @@ def test_validate_refuses_bad_plan_values(name: str, value: str, message: str) -
         ("x-frame-options", "DENY", "deny"),
         ("x-content-type-options", "nosniff", "NoSniff"),
         ("referrer-policy", "no-referrer", "No-Referrer"),
+        ("referrer-policy", "no-referrer", "no-referrer, no-referrer"),
+        (
+            "referrer-policy",
+            "strict-origin-when-cross-origin",
+            "no-referrer, strict-origin-when-cross-origin",
+        ),
+        ("content-security-policy", "img-src https://a.example", "img-src https://a.example/"),
+        ("content-security-policy", "img-src https://a.example", "img-src https://a.example:443"),
+        ("permissions-policy", 'camera=("https://a.example")', 'camera=("https://a.example:443")'),
         ("x-xss-protection", "0", "0"),
     ],
 )
@@ -161,6 +207,20 @@ def test_compare_accepts_equal_spellings(name: str, expected: str, actual: str) 
             "DENY",
             "SAMEORIGIN",
             "X-Frame-Options is SAMEORIGIN, the stage wants DENY",
+        ),
+        (
+            "referrer-policy",
+            "no-referrer",
+            "no-referrer, unsafe-url",
+            "Referrer-Policy is unsafe-url (from 'no-referrer, unsafe-url'), the stage wants "
+            "no-referrer",
+        ),
+        (
+            "content-security-policy",
+            "img-src https://a.example",
+            "img-src https://a.example:8443/x",
+            "img-src lacks https://a.example; img-src has https://a.example:8443/x, which the "
+            "stage does not",
         ),
         (
             "strict-transport-security",
@@ -220,6 +280,10 @@ def test_normalise_by_header() -> None:
     )
     assert headers.normalise("x-frame-options", " sameorigin") == "SAMEORIGIN"
     assert headers.normalise("x-custom", "  Hello ") == "hello"
+    assert headers.normalise("referrer-policy", "no-referrer, Same-Origin") == "same-origin"
+    assert headers.normalise("content-security-policy", "img-src HTTPS://A.example:443/") == (
+        "img-src https://a.example"
+    )
 
 
 @settings(max_examples=60)

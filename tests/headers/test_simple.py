@@ -127,6 +127,24 @@ def test_referrer_policy_equal_spellings(value: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("expected", "actual"),
+    [
+        ("no-referrer", "no-referrer, no-referrer"),
+        ("strict-origin-when-cross-origin", "no-referrer, strict-origin-when-cross-origin"),
+        ("no-referrer, same-origin", "same-origin"),
+        ("same-origin", "same-origin, future-policy"),
+        ("unsafe-url, no-referrer", "NO-REFERRER"),
+    ],
+)
+def test_referrer_policy_equal_by_effective_policy(expected: str, actual: str) -> None:
+    """Values whose last known token is the same policy are equal, whatever the fallbacks."""
+    wanted, got = simple.parse_referrer_policy(expected), simple.parse_referrer_policy(actual)
+    assert simple.diff(wanted, got) is None
+    assert simple.diff(got, wanted) is None
+    assert simple.canonical(wanted) == simple.canonical(got)
+
+
+@pytest.mark.parametrize(
     ("expected", "actual", "reason"),
     [
         (
@@ -135,18 +153,31 @@ def test_referrer_policy_equal_spellings(value: str) -> None:
             "Referrer-Policy is no-referrer, the stage wants strict-origin-when-cross-origin",
         ),
         (
+            "no-referrer",
+            "no-referrer, unsafe-url",
+            "Referrer-Policy is unsafe-url (from 'no-referrer, unsafe-url'), the stage wants "
+            "no-referrer",
+        ),
+        (
             "no-referrer, same-origin",
+            "same-origin, no-referrer",
+            "Referrer-Policy is no-referrer (from 'same-origin, no-referrer'), the stage wants "
             "same-origin",
-            "Referrer-Policy lists same-origin, the stage wants no-referrer, same-origin "
-            "(same policy in current browsers, other fallbacks)",
         ),
     ],
 )
 def test_referrer_policy_differences(expected: str, actual: str, reason: str) -> None:
-    """Another effective policy, or the same one with other fallbacks, differs."""
+    """Another effective policy differs, and the reason names the one the browser applies."""
     assert (
         simple.diff(simple.parse_referrer_policy(expected), simple.parse_referrer_policy(actual))
         == reason
+    )
+
+
+def test_referrer_policy_canonical_is_the_effective_policy() -> None:
+    """The normalised text of a list is the policy a browser applies."""
+    assert simple.canonical(simple.parse_referrer_policy("no-referrer, Same-Origin")) == (
+        "same-origin"
     )
 
 
