@@ -7,7 +7,9 @@ exception:
     app = SecurityHeaders(FastAPI(), settings="stages/production.toml")
 
 Only `http.response.start` is touched: bodies (streaming ones too) pass straight through,
-and websocket and lifespan scopes never reach the wrapper.
+and websocket and lifespan scopes never reach the wrapper. A stage file that is bad at
+start-up logs one error and means stage off until a good version appears; constructing the
+middleware never fails because of the file.
 """
 
 from __future__ import annotations

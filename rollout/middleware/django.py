@@ -2,7 +2,7 @@
 
     MIDDLEWARE = [
         "django.middleware.security.SecurityMiddleware",
-        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",  # if the app owns XFO
         "django.middleware.csp.ContentSecurityPolicyMiddleware",  # Django 6
         "rollout.middleware.django.SecurityHeadersMiddleware",
         ...
@@ -13,6 +13,10 @@
 Listed after Django's header middlewares it runs before them on the way out, so the
 hot-reloaded values win and Django's, which only fill in a missing header, find them
 present; nothing is ever doubled.
+
+A stage file that is unreadable or invalid at start-up never breaks the middleware stack:
+the middleware logs one error and runs as stage off (no headers, as for a missing file)
+until a good version appears, as the ASGI one does.
 """
 
 from __future__ import annotations

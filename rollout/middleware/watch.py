@@ -4,12 +4,17 @@ A request only pays for a monotonic-clock comparison; once the interval has pass
 request (the one that takes the lock) stats the file and, when its identity
 `(mtime_ns, size, inode)` changed, parses it and replaces the snapshot with a single
 attribute assignment. Readers never see a half-built snapshot, so no lock guards reads.
+
+Nothing a stage file holds can make a request fail: any error while reading or parsing a
+new version is logged once for that version, and the last good snapshot stays (stage off
+when none loaded yet, e.g. a bad file at start-up).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -21,6 +26,11 @@ from rollout.settings import StageSettings, loads
 logger = logging.getLogger("rollout.middleware")
 
 HSTS = "strict-transport-security"
+
+# Checked again here, whatever settings.loads let through: a value that reaches a response
+# must be one visible-ASCII line, never a header injection.
+_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")
+_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?")
 
 Header = tuple[bytes, bytes]
 FileKey = tuple[int, int, int] | None  # (mtime_ns, size, inode); None when absent
@@ -43,6 +53,9 @@ class Snapshot:
     def build(cls, settings: StageSettings | None) -> Snapshot:
         """Precompute a settings version's header lists once."""
         pairs = tuple(settings.app.items()) if settings is not None else ()
+        for name, value in pairs:
+            if not (_NAME.fullmatch(name) and _VALUE.fullmatch(value)):
+                raise SettingsError(f"app.{name}: {value!r} is not a one-line header value")
         # Title-Case for frameworks that keep the name as given (Django); ASGI wants lower.
         titled = tuple(("-".join(w.capitalize() for w in n.split("-")), v) for n, v in pairs)
         # Header values are visible ASCII (settings.loads checks), so latin-1 is exact.
@@ -106,12 +119,10 @@ class SettingsWatcher:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            if self._key is not None or self.snapshot is not OFF:
-                logger.info("%s: gone; stage off, no app-owned headers", self.path)
-            self._key, self._bad_key, self.snapshot = None, None, OFF
+            self._gone()
             return
-        except OSError as exc:
-            self._fail(_UNSTATABLE, f"{self.path}: cannot stat: {exc.strerror or exc}")
+        except Exception as exc:  # OSError, or ValueError for a path holding a NUL
+            self._fail(_UNSTATABLE, f"{self.path}: cannot stat: {_reason(exc)}")
             return
         key: FileKey = (st.st_mtime_ns, st.st_size, st.st_ino)
         if key == self._key or key == self._bad_key:
@@ -123,21 +134,47 @@ class SettingsWatcher:
                 key = (fs.st_mtime_ns, fs.st_size, fs.st_ino)
                 data = f.read()
             settings = loads(data, source=str(self.path))
+            snapshot = Snapshot.build(settings)
         except FileNotFoundError:
             self.next_check = 0.0  # replaced between stat and open: look again next request
             return
-        except OSError as exc:
-            self._fail(key, f"{self.path}: cannot read: {exc.strerror or exc}")
-            return
         except SettingsError as exc:
-            self._fail(key, str(exc))
+            message = str(exc)  # loads names the file; Snapshot.build only the key
+            if not message.startswith(f"{self.path}:"):
+                message = f"{self.path}: {message}"
+            self._fail(key, message)
+            return
+        except Exception as exc:  # whatever else: a request must never pay for it
+            self._fail(key, f"{self.path}: cannot load: {_reason(exc)}")
             return
         self._key, self._bad_key = key, None
-        self.snapshot = Snapshot.build(settings)  # the atomic swap
+        self.snapshot = snapshot  # the atomic swap
         logger.info("%s: stage %s (%s) loaded", self.path, settings.label, settings.name)
+
+    def _gone(self) -> None:
+        # rollout replaces the file atomically and never deletes it, so a file that was
+        # loaded and vanished is an accident (a deploy without stages/, a cleanup): say
+        # so loudly, once. Stage off, as at start-up, so that every process, restarted
+        # or not, sends the same thing.
+        if self.snapshot.settings is not None:
+            logger.warning(
+                "%s: deleted; stage off, no app-owned headers until it is back "
+                "(rollout never deletes it)",
+                self.path,
+            )
+        self._key, self._bad_key, self.snapshot = None, None, OFF
 
     def _fail(self, key: FileKey, message: str) -> None:
         # One error per bad version of the file, not one per second while it stays bad.
         if key != self._bad_key:
-            logger.error("%s; keeping the last good settings", message)
+            if self.snapshot.settings is None:
+                logger.error("%s; no good settings yet: stage off, no app-owned headers", message)
+            else:
+                logger.error("%s; keeping the last good settings", message)
         self._bad_key = key
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {exc}"

@@ -16,7 +16,11 @@ _TRAPS = """\
 #
 # `always` adds the header whatever the status: without it nginx skips 4xx/5xx, so the
 # 404 and error pages would go out unprotected. proxy_hide_header drops the app's copy of
-# each header, so a response never carries two of them."""
+# each header, so a response never carries two of them.
+#
+# proxy_hide_header only acts on proxy_pass. An app behind fastcgi_pass, uwsgi_pass,
+# scgi_pass or grpc_pass needs fastcgi_hide_header, uwsgi_hide_header, scgi_hide_header
+# or grpc_hide_header with the same names instead, or its copies pass through."""
 
 
 def quote(value: str) -> str:

@@ -35,3 +35,24 @@ def write_stage_file(
     tmp.write_text(tomli_w.dumps(dumps(settings)))
     os.replace(tmp, path)
     return path
+
+
+# Stage files settings.loads must refuse, as raw bytes: a value that is not UTF-8, and one
+# ending in a newline (a TOML escape, so the file itself is valid TOML).
+BAD_VERSIONS = {
+    "invalid-utf8": b'"DENY\xff"',
+    "newline-escape": b'"DENY\\n"',
+}
+
+
+def write_bad_stage_file(path: Path, bad_value: bytes) -> Path:
+    """Replace path atomically with a stage file whose x-frame-options value is bad_value."""
+    text = (
+        b'environment = "staging"\nstage = 1\nname = "hsts-5m"\n\n[app]\n'
+        b'"strict-transport-security" = "max-age=999"\n'
+        b'"x-frame-options" = ' + bad_value + b"\n"
+    )
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(text)
+    os.replace(tmp, path)
+    return path

@@ -27,7 +27,12 @@ from asgiref.sync import iscoroutinefunction  # noqa: E402  (needs configured se
 from django.http import HttpResponse, StreamingHttpResponse  # noqa: E402
 from django.middleware.security import SecurityMiddleware  # noqa: E402
 from django.test import AsyncRequestFactory, RequestFactory, override_settings  # noqa: E402
-from middleware_support import APP, write_stage_file  # noqa: E402
+from middleware_support import (  # noqa: E402
+    APP,
+    BAD_VERSIONS,
+    write_bad_stage_file,
+    write_stage_file,
+)
 
 from rollout.middleware.django import SecurityHeadersMiddleware  # noqa: E402
 
@@ -169,3 +174,28 @@ def test_django6_csp_middleware_is_told_to_skip_the_other_csp_header(configured:
 
     response = SecurityHeadersMiddleware(chose)(RequestFactory().get("/", secure=True))
     assert response._csp_config == {"default-src": ["'none'"]}
+
+
+@pytest.mark.parametrize("bad_value", BAD_VERSIONS.values(), ids=BAD_VERSIONS.keys())
+def test_bad_file_at_start_up_or_later_never_breaks_the_stack(
+    tmp_path: Path, bad_value: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bad file at start-up means stage off with one error; a bad rewrite keeps the last
+    good headers; no header value ever carries a line break."""
+    path = write_bad_stage_file(tmp_path / "staging.toml", bad_value)
+    request = RequestFactory().get("/", secure=True)
+    settings = {"ROLLOUT_SETTINGS": str(path), "ROLLOUT_CHECK_INTERVAL": 0}
+    with override_settings(**settings), caplog.at_level(logging.ERROR, "rollout.middleware"):
+        middleware = SecurityHeadersMiddleware(view)
+        for _ in range(3):
+            assert "X-Frame-Options" not in middleware(request).headers
+        write_stage_file(path)
+        assert middleware(request).headers["X-Frame-Options"] == "DENY"
+        write_bad_stage_file(path, bad_value)
+        for _ in range(3):
+            response = middleware(request)
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Strict-Transport-Security"] == "max-age=300"
+    assert all("\n" not in value for value in response.headers.values())
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2 and "stage off" in errors[0] and "last good" in errors[1]

@@ -196,3 +196,10 @@ def test_unknown_format_or_django_version_is_input_error() -> None:
         render(STAGE, "caddy")
     with pytest.raises(InputError, match="--django"):
         render(STAGE, "django", django=4)
+
+
+def test_nginx_names_the_hide_directive_for_other_upstreams() -> None:
+    """The snippet tells apps behind fastcgi/uwsgi/scgi/grpc which hide directive they need."""
+    text = render(STAGE, "nginx")
+    for kind in ("fastcgi", "uwsgi", "scgi", "grpc"):
+        assert f"{kind}_pass" in text and f"{kind}_hide_header" in text
