@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rollout.errors import LockTimeout
+from rollout.errors import LockTimeout, SettingsError
 
 # A lock file left empty or garbled (a crash between create and write) counts as stale
 # once it is this old; a live holder writes its record within microseconds.
@@ -85,12 +85,20 @@ def _acquire(path: Path, env_name: str, timeout: float) -> None:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             pass
+        except OSError as exc:  # a read-only or missing folder: waiting would not help
+            raise SettingsError(f"{path}: cannot create the lock: {exc.strerror or exc}") from None
         else:
             try:
                 os.write(fd, _record())
                 os.fsync(fd)
-            finally:
+            except OSError as exc:  # a full disk: leave no empty lock behind
                 os.close(fd)
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                raise SettingsError(
+                    f"{path}: cannot write the lock: {exc.strerror or exc}"
+                ) from None
+            os.close(fd)
             return
         holder, raw = _holder(path)
         if raw is not None and _stale(path, holder):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import tomli_w
 
-from rollout import ladder, lockfile, settings
+from rollout import lockfile, settings, stagefile
 from rollout.errors import SettingsError
 from rollout.plan import Plan
 from rollout.settings import StageSettings
@@ -53,32 +53,15 @@ def read_settings(plan: Plan, env_name: str) -> StageSettings | None:
     """The environment's settings file checked against the plan; None when not written yet.
 
     The stage is recorded by name: if the ladder moved it, the number follows the name.
+    See `rollout.stagefile` for what a file must hold to be accepted.
     """
     env = plan.environment(env_name)
     path = settings_path(plan, env.name)
     current = settings.load(path)
-    if current is None:
-        return None
-    if current.environment != env.name:
-        raise SettingsError(
-            f"{path}: environment: {current.environment!r} does not match the file name "
-            f"({env.name!r})"
-        )
-    if current.stage is None:
-        if current.name != settings.OFF:
-            raise SettingsError(f"{path}: name: {current.name!r}, but the stage is off")
-        return current
-    stages = ladder.build(plan)
-    stage = ladder.stage_by_name(stages, current.name)
-    if stage is None:
-        names = ", ".join(s.name for s in stages)
-        raise SettingsError(
-            f"{path}: name: stage {current.name!r} is no longer in the plan's ladder "
-            f"({names}); restore the plan or revert with --to"
-        )
-    if stage.index != current.stage:
-        current = dataclasses.replace(current, stage=stage.index)
-    return current
+    return None if current is None else stagefile.check(plan, env, current, path)
+
+
+drift = stagefile.drift
 
 
 def write_settings(
@@ -89,9 +72,13 @@ def write_settings(
     path = settings_path(plan, env.name)
     written = dataclasses.replace(new, updated=new.updated or now())
     text = tomli_w.dumps(settings.dumps(written))
-    settings.loads(text, source=str(path))  # never write what the readers would refuse
+    # Never write what the readers would refuse.
+    stagefile.check(plan, env, settings.loads(text, source=str(path)), path)
     with lock(plan, env.name, timeout=lock_timeout):
-        _replace(path, text.encode())
+        try:
+            _replace(path, text.encode())
+        except OSError as exc:
+            raise SettingsError(f"{path}: cannot write: {exc.strerror or exc}") from None
     return written
 
 
@@ -169,12 +156,16 @@ def append_history(plan: Plan, env_name: str, record: HistoryRecord) -> None:
     """Append one record to the environment's history (one write, O_APPEND, fsync)."""
     env = plan.environment(env_name)
     line = json.dumps(record.to_json(), ensure_ascii=False) + "\n"
-    fd = os.open(history_path(plan, env.name), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    path = history_path(plan, env.name)
     try:
-        os.write(fd, line.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot append: {exc.strerror or exc}") from None
 
 
 def read_history(plan: Plan, env_name: str) -> list[HistoryRecord]:

@@ -523,68 +523,226 @@ def test_plan_not_utf8_is_refused(
     )
 
 
+AGAIN = "delete the file to start again from stage off"
+UNDO = f"undo the edit, or {AGAIN}"
+UNDO_LADDER = f"undo the edit to this file or to the plan's [ladder], or {AGAIN}"
+AT0 = 'environment = "staging"\nstage = 0\nname = "hsts-30s"\n'
+AT0_APP = AT0 + '[app]\n"strict-transport-security" = "max-age=30"\n'
+PROD0 = 'environment = "production"\nstage = 0\nname = "hsts-30s"\n'
+
 BAD_SETTINGS = [
-    pytest.param(b"stage = [", "not valid TOML: ", id="not-toml"),
+    pytest.param("staging", "stage = [", "not valid TOML: ", id="not-toml"),
     pytest.param(
-        b'environment = "staging"\nstage = 0\nname = "hsts-30s"\ncolour = "red"\n',
+        "staging",
+        AT0 + 'colour = "red"\n',
         "colour: unknown key; this file is written by rollout, not by hand",
         id="unknown-key",
     ),
     pytest.param(
-        b'environment = "production"\nstage = 0\nname = "hsts-30s"\n',
+        "staging",
+        PROD0,
         "environment: 'production' does not match the file name ('staging')",
         id="other-environment",
     ),
     pytest.param(
-        b'environment = "staging"\nstage = 3\nname = "hsts-2h"\n',
+        "staging",
+        'environment = "staging"\nstage = 3\nname = "hsts-2h"\n',
         "name: stage 'hsts-2h' is no longer in the plan's ladder (hsts-30s, hsts-5m, hsts-1h, "
-        "hsts-1d, hsts-1w, hsts-30d, hsts-1y); restore the plan or revert with --to",
+        f"hsts-1d, hsts-1w, hsts-30d, hsts-1y); restore the plan's [ladder], or {AGAIN}",
         id="stage-gone-from-ladder",
     ),
     pytest.param(
-        b'environment = "staging"\nstage = "up"\nname = "hsts-30s"\n',
+        "staging",
+        'environment = "staging"\nstage = "up"\nname = "hsts-30s"\n',
         "stage: 'up' is not a stage number or \"off\"",
         id="stage-word",
     ),
     pytest.param(
-        b'environment = "staging"\nstage = "off"\nname = "hsts-1d"\n',
+        "staging",
+        'environment = "staging"\nstage = "off"\nname = "hsts-1d"\n',
         "name: 'hsts-1d', but the stage is off",
         id="off-with-a-name",
     ),
     pytest.param(
-        b'environment = "staging"\nstage = 0\nname = "hsts-30s"\n[app]\n'
-        b'"x-frame-options" = "DENY\\nX-Evil: 1"\n',
+        "staging",
+        AT0_APP + '"x-frame-options" = "DENY\\nX-Evil: 1"\n',
         "app.x-frame-options: 'DENY\\nX-Evil: 1' has control, non-ASCII or surrounding space "
         "characters",
         id="header-with-newline",
     ),
     pytest.param(
-        b'environment = "staging"\nstage = 0\nname = "hsts-30s"\n[app]\n"x" = "1"\n'
-        b'[edge]\n"x" = "1"\n',
+        "staging",
+        AT0 + '[app]\n"x" = "1"\n[edge]\n"x" = "1"\n',
         "edge.x: also in [app]; each header has exactly one owner",
         id="two-owners",
+    ),
+    pytest.param(
+        "staging",
+        AT0 + '[app]\n"strict-transport-security" = "max-age=banana"\n',
+        "app.strict-transport-security: max-age=banana is not a whole number of seconds: use "
+        f"digits only, like max-age=86400; {UNDO}",
+        id="hsts-not-hsts",
+    ),
+    pytest.param(
+        "staging",
+        AT0_APP + '"x-frame-options" = "ALLOWALL"\n',
+        f"app.x-frame-options: X-Frame-Options 'ALLOWALL' is not DENY or SAMEORIGIN; {UNDO}",
+        id="value-against-its-grammar",
+    ),
+    pytest.param(
+        "staging",
+        AT0 + '[app]\n"strict-transport-security" = "max-age=31536000"\n',
+        "app.strict-transport-security: 'max-age=31536000' is not stage 0 (hsts-30s)'s value: "
+        f"max-age is 31536000, the stage wants 30; {UNDO_LADDER}",
+        id="hsts-skips-the-ladder",
+    ),
+    pytest.param(
+        "staging",
+        AT0 + '[app]\n"strict-transport-security" = "max-age=30; includeSubDomains"\n',
+        "app.strict-transport-security: 'max-age=30; includeSubDomains' is not stage 0 "
+        "(hsts-30s)'s value: includeSubDomains is present, the stage does not want it; "
+        + UNDO_LADDER,
+        id="hsts-subdomains-early",
+    ),
+    pytest.param(
+        "staging",
+        AT0 + '[app]\n"x-frame-options" = "DENY"\n',
+        "app.strict-transport-security: missing; stage 0 (hsts-30s) sends 'max-age=30'; "
+        + UNDO_LADDER,
+        id="hsts-missing",
+    ),
+    pytest.param(
+        "staging",
+        AT0_APP + '"content-security-policy" = "default-src \'self\'"\n',
+        "app.content-security-policy: stage 0 (hsts-30s) sends CSP report-only, as "
+        f"content-security-policy-report-only; {UNDO_LADDER}",
+        id="csp-enforced-early",
+    ),
+    pytest.param(
+        "staging",
+        AT0_APP
+        + '"content-security-policy-report-only" = "default-src \'self\'"\n'
+        + '"content-security-policy" = "default-src \'self\'"\n',
+        "app.content-security-policy-report-only: also content-security-policy; CSP is sent "
+        "in one mode",
+        id="csp-both-modes",
+    ),
+    pytest.param(
+        "staging",
+        AT0_APP + '[edge]\n"x-frame-options" = "DENY"\n',
+        "edge.x-frame-options: the plan gives this header to the app (see "
+        f"environments.staging.edge); undo the edit to this file or to the plan, or {AGAIN}",
+        id="edge-header-the-app-owns",
+    ),
+    pytest.param(
+        "staging",
+        'environment = "staging"\nstage = "off"\n[app]\n"x-frame-options" = "DENY"\n',
+        f"app.x-frame-options: stage off sends no app-owned headers; {UNDO}",
+        id="off-with-app-headers",
+    ),
+    pytest.param(
+        "production",
+        PROD0 + '[app]\n"strict-transport-security" = "max-age=30"\n',
+        "app.strict-transport-security: the plan gives this header to the edge (see "
+        f"environments.production.edge); undo the edit to this file or to the plan, or {AGAIN}",
+        id="app-header-the-edge-owns",
+    ),
+    pytest.param(
+        "production",
+        PROD0 + '[edge]\n"strict-transport-security" = "max-age=5"\n',
+        f"edge.strict-transport-security: 'max-age=5' is no stage's value; {UNDO_LADDER}",
+        id="edge-hsts-off-the-ladder",
+    ),
+    pytest.param(
+        "production",
+        PROD0 + '[edge]\n"strict-transport-security" = "max-age=30; max-age=30"\n',
+        "edge.strict-transport-security: directive max-age appears more than once, so browsers "
+        f"ignore the whole header: keep one; {UNDO}",
+        id="edge-hsts-invalid",
+    ),
+    pytest.param(
+        "production",
+        PROD0 + '[edge]\n"x-content-type-options" = "nosniff"\n',
+        "edge.strict-transport-security: missing; stage 0 (hsts-30s) sends 'max-age=30'; "
+        + UNDO_LADDER,
+        id="edge-hsts-missing",
     ),
 ]
 
 
-@pytest.mark.parametrize(("content", "message"), BAD_SETTINGS)
+@pytest.mark.parametrize(("env_name", "content", "message"), BAD_SETTINGS)
 def test_bad_settings_file_is_refused(
     write_plan: Callable[..., Path],
     rollout: Callable[..., Result],
-    content: bytes,
+    env_name: str,
+    content: str,
     message: str,
 ) -> None:
-    """A corrupt or hand-edited stages/<env>.toml exits 2 naming the file and key."""
+    """A corrupt or hand-edited stages/<env>.toml exits 2 with one line naming file and key."""
+    plan = write_plan()
+    settings = plan.parent / f"{env_name}.toml"
+    settings.write_text(content)
+    before = snapshot(plan.parent)
+    result = rollout("status", env_name, "--plan", str(plan))
+    assert result.code == 2
+    if message.endswith(": "):  # the TOML parser's own words follow
+        assert result.err.startswith(f"rollout: {settings}: {message}")
+        assert result.err.count("\n") == 1
+    else:
+        assert result.err == f"rollout: {settings}: {message}\n"
+    assert "Traceback" not in result.out + result.err
+    assert snapshot(plan.parent) == before
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(["verify", "staging"], id="verify"),
+        pytest.param(["render", "staging", "--format", "headers"], id="render"),
+        pytest.param(["status"], id="status-all"),
+    ],
+)
+def test_hand_edited_stage_is_never_verified(
+    write_plan: Callable[..., Path], rollout: Callable[..., Result], command: list[str]
+) -> None:
+    """A stage file claiming a later stage's HSTS is refused before verify probes or records."""
     plan = write_plan()
     settings = plan.parent / "staging.toml"
-    settings.write_bytes(content)
+    settings.write_text(AT0 + '[app]\n"strict-transport-security" = "max-age=31536000"\n')
     before = snapshot(plan.parent)
-    result = rollout("status", "--plan", str(plan))
-    assert result.code == 2
-    assert result.err.startswith(f"rollout: {settings}: {message}")
-    assert result.err.count("\n") == 1
-    assert "Traceback" not in result.err
+    result = rollout(*command, "--plan", str(plan))
+    refused(
+        result,
+        f"{settings}: app.strict-transport-security: 'max-age=31536000' is not stage 0 "
+        f"(hsts-30s)'s value: max-age is 31536000, the stage wants 30; {UNDO_LADDER}",
+    )
     assert snapshot(plan.parent) == before
+
+
+def test_history_that_cannot_be_appended_is_refused(
+    write_plan: Callable[..., Path], rollout: Callable[..., Result]
+) -> None:
+    """A verify that cannot record its result prints the report, then exits 2 naming the file."""
+    plan = write_plan()
+    history = plan.parent / "staging.history.jsonl"
+    history.mkdir()
+    before = snapshot(plan.parent)
+    # Port 1 on loopback refuses at once: the checks fail and verify goes on to record that.
+    result = rollout(
+        "verify",
+        "staging",
+        "--plan",
+        str(plan),
+        "--connect-to",
+        "staging.example.test:443:127.0.0.1:1",
+        "--timeout",
+        "5",
+    )
+    assert result.code == 2
+    assert result.err.endswith(f"\nrollout: {history}: cannot append: Is a directory\n")
+    assert "Traceback" not in result.out + result.err
+    assert snapshot(plan.parent) == before
+    assert list(history.iterdir()) == []
 
 
 def test_corrupt_history_line_is_refused(

@@ -218,3 +218,115 @@ def test_parse_time_reads_what_now_writes() -> None:
     when = store.parse_time(store.now())
     assert when is not None and when.utcoffset() is not None
     assert store.parse_time("yesterday") is None
+
+
+def write_raw(plan: Plan, env: str, body: str) -> None:
+    """Write a stage file as a hand editor would."""
+    store.settings_path(plan, env).write_text(f'environment = "{env}"\n' + body)
+
+
+def test_every_stage_rollout_writes_reads_back(write_plan: Callable[..., Path]) -> None:
+    """Each stage of each environment, as settings_for makes it, passes read_settings' checks."""
+    text = Path(write_plan()).read_text().replace("[policy]", '[policy]\ncsp-report-uri = "/csp"')
+    text += "\n[ladder]\nhsts = [30, 86400, 31536000]\npreload = true\n"
+    plan = load_plan(write_plan(text))
+    for env in ("staging", "production"):
+        for stage in [None, *range(len(ladder.build(plan)))]:
+            written = store.write_settings(plan, ladder.settings_for(plan, env, stage))
+            assert store.read_settings(plan, env) == written
+            assert store.drift(plan, written) == []
+
+
+def test_hsts_equal_in_meaning_is_accepted(plan: Plan) -> None:
+    """An HSTS value that means the stage's (case, quotes, order) is not a hand edit."""
+    write_raw(
+        plan,
+        "staging",
+        'stage = 5\nname = "hsts-30d"\n[app]\n'
+        '"strict-transport-security" = "includesubdomains; MAX-AGE=\\"2592000\\""\n',
+    )
+    current = store.read_settings(plan, "staging")
+    assert current is not None and current.stage == 5
+
+
+def test_edge_keeps_a_later_stage_after_a_revert(plan: Plan) -> None:
+    """The edge may still send a later stage's HSTS and CSP mode than the app's stage."""
+    reverted = ladder.settings_for(plan, "production", 1)
+    left = ladder.settings_for(plan, "production", 5).edge
+    store.write_settings(plan, StageSettings("production", 1, "hsts-5m", reverted.app, left))
+    current = store.read_settings(plan, "production")
+    assert current is not None
+    assert current.edge["strict-transport-security"] == "max-age=2592000; includeSubDomains"
+    assert store.drift(plan, current) == []
+
+
+def test_stage_off_may_keep_the_edge_hsts(plan: Plan) -> None:
+    """A revert to off leaves the edge's HSTS where it was; the app then sends nothing."""
+    edge = ladder.settings_for(plan, "production", 3).edge
+    store.write_settings(plan, StageSettings("production", None, "off", {}, edge))
+    current = store.read_settings(plan, "production")
+    assert current is not None and current.stage is None
+    assert store.drift(plan, current) == []
+
+
+def test_policy_edits_are_drift_not_refusals(plan: Plan, write_plan: Callable[..., Path]) -> None:
+    """After plan.toml's policy changes, the old stage file still reads; drift names each change."""
+    store.write_settings(plan, ladder.settings_for(plan, "staging", 2))
+    text = (
+        plan.path.read_text()
+        .replace("object-src 'none'", "object-src 'none'; img-src 'self'")
+        .replace('referrer-policy = "no-referrer"\n', "")
+        .replace('"DENY"', '"SAMEORIGIN"')
+    )
+    edited = load_plan(write_plan(text))
+    current = store.read_settings(edited, "staging")
+    assert current is not None and current.stage == 2
+    assert store.drift(edited, current) == [
+        "app.content-security-policy-report-only: img-src is missing, the plan wants img-src "
+        "'self'",
+        "app.referrer-policy: the plan no longer sends it",
+        "app.x-frame-options: X-Frame-Options is DENY, the plan wants SAMEORIGIN",
+    ]
+
+
+def test_history_that_is_a_folder_is_refused(plan: Plan) -> None:
+    """append_history names the file and the system's reason instead of raising OSError."""
+    path = store.history_path(plan, "staging")
+    path.mkdir()
+    with pytest.raises(SettingsError, match=r"staging\.history\.jsonl: cannot append: Is a dir"):
+        store.append_history(plan, "staging", store.new_record("verify", 0, 0))
+
+
+def test_failed_write_leaves_no_temp_file_or_lock(plan: Plan) -> None:
+    """When the replace fails, write_settings says why and removes its temp file and lock."""
+    store.settings_path(plan, "staging").mkdir()
+    with pytest.raises(SettingsError, match=r"staging\.toml: cannot write: Is a directory$"):
+        store.write_settings(plan, ladder.settings_for(plan, "staging", 0))
+    assert sorted(p.name for p in plan.folder.iterdir()) == ["plan.toml", "staging.toml"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_folder_is_refused(plan: Plan) -> None:
+    """A stages folder that cannot be written to is refused at once, leaving nothing."""
+    plan.folder.chmod(0o555)
+    try:
+        with pytest.raises(SettingsError, match=r"staging\.lock: cannot create the lock: Perm"):
+            store.write_settings(plan, ladder.settings_for(plan, "staging", 0), lock_timeout=60)
+        with pytest.raises(SettingsError, match=r"history\.jsonl: cannot append: Permission"):
+            store.append_history(plan, "staging", store.new_record("verify", 0, 0))
+    finally:
+        plan.folder.chmod(0o755)
+    assert sorted(p.name for p in plan.folder.iterdir()) == ["plan.toml"]
+
+
+def test_write_refuses_what_a_read_would_refuse(plan: Plan) -> None:
+    """A writer cannot skip a rung either: stage 0 with a year of HSTS is never written."""
+    import dataclasses
+
+    good = ladder.settings_for(plan, "staging", 0)
+    skipped = dataclasses.replace(
+        good, app={**good.app, "strict-transport-security": "max-age=31536000"}
+    )
+    with pytest.raises(SettingsError, match=r"app\.strict-transport-security: .*stage 0"):
+        store.write_settings(plan, skipped)
+    assert sorted(p.name for p in plan.folder.iterdir()) == ["plan.toml"]
