@@ -238,3 +238,21 @@ def test_shipped_plan_works_from_the_repo(args: list[str]) -> None:
     )
     assert (out.returncode, out.stderr) == (0, "")
     assert out.stdout
+
+
+def test_status_shows_drift_after_a_policy_edit(
+    write_plan: Callable[..., Path], rollout: Run
+) -> None:
+    """After an edit to [policy], status lists what the rolled-out file still sends."""
+    path = write_plan()
+    store.write_settings(load_plan(path), ladder.settings_for(load_plan(path), "staging", 1))
+    path.write_text(
+        path.read_text().replace('x-frame-options = "DENY"', 'x-frame-options = "SAMEORIGIN"')
+    )
+    result = rollout("status", "staging", "--json", "--plan", str(path))
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["drift"] == [
+        "app.x-frame-options: X-Frame-Options is DENY, the plan wants SAMEORIGIN"
+    ]
+    text = rollout("status", "staging", "--plan", str(path)).out
+    assert "  drift app.x-frame-options: X-Frame-Options is DENY, the plan wants SAMEORIGIN" in text

@@ -136,7 +136,8 @@ def _status(plan: Plan, name: str) -> dict[str, Any]:
     from rollout import ladder, store
 
     env = plan.environment(name)
-    current = store.read_settings(plan, name) or ladder.settings_for(plan, name, None)
+    written = store.read_settings(plan, name)
+    current = written or ladder.settings_for(plan, name, None)
     records = store.read_history(plan, name)
     stages = ladder.build(plan)
     verified = _verified(records, current.stage)
@@ -155,6 +156,8 @@ def _status(plan: Plan, name: str) -> dict[str, Any]:
         if last is None
         else {"time": last.time, "stage": _label(last.to), "ok": last.verified},
         "next": None,
+        # The plan changed since the file was written: what the next write will change.
+        "drift": store.drift(plan, written) if written is not None else [],
     }
     nxt = ladder.next_stage(stages, current.stage)
     if nxt is None:
@@ -242,6 +245,7 @@ def _status_lines(r: dict[str, Any]) -> list[str]:
         lines += [f"  {owner:<5} {name}: {value}" for name, value in r[owner].items()]
     if not r["app"] and not r["edge"]:
         lines.append("  (no headers)")
+    lines += [f"  drift {line}" for line in r["drift"]]
     last = r["last_verify"]
     if last is None:
         lines.append("  last verify: never")
