@@ -198,36 +198,24 @@ def expected_header(probe: Probe, result: Result, name: str, value: str) -> Chec
     actual = result.get_all(name)
     missing, wrong = (HSTS_MISSING, HSTS_WRONG) if name == HSTS else (HEADER_MISSING, HEADER_WRONG)
     if name == CSP and len(actual) > 1:
+        finding = CSP_TWO_POLICIES
+        message = f"{len(actual)} enforcing policies are sent; browsers enforce all of them"
+    elif not actual:
+        finding, message = missing, f"{name} is missing"
+    elif len(actual) > 1:
+        finding, message = HEADER_DUPLICATED, f"{name} is sent {len(actual)} times"
+    else:
+        finding = None
+    if finding is not None:
         return check(
-            CSP_TWO_POLICIES,
+            finding,
             probe,
             result.url,
             ok=False,
             header=name,
             expected=value,
             actual=actual,
-            message=f"{len(actual)} enforcing policies are sent; browsers enforce all of them",
-        )
-    if not actual:
-        return check(
-            missing,
-            probe,
-            result.url,
-            ok=False,
-            header=name,
-            expected=value,
-            message=f"{name} is missing",
-        )
-    if len(actual) > 1:
-        return check(
-            HEADER_DUPLICATED,
-            probe,
-            result.url,
-            ok=False,
-            header=name,
-            expected=value,
-            actual=actual,
-            message=f"{name} is sent {len(actual)} times",
+            message=message,
         )
     reason = headers.compare(name, value, actual[0])
     return check(
