@@ -9,10 +9,12 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 
@@ -267,3 +269,46 @@ class Nginx:
                 proc.wait(timeout=10)
         if proc.stderr:
             proc.stderr.close()
+
+
+@dataclass
+class Load:
+    """What 4 bounded clients saw while a stage file was swapped under them."""
+
+    swapped: float  # monotonic time of the swap
+    results: list[tuple[float, int, tuple[str | None, ...]]]  # start, status, named headers
+    errors: list[str]
+
+
+def load_during_swap(
+    url: str, context: Any, host: str, names: Sequence[str], swap: Callable[[], object]
+) -> Load:
+    """GET url from 4 clients, call swap after 0.5 s, keep going 2.5 s more, then stop."""
+    results: list[tuple[float, int, tuple[str | None, ...]]] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def worker() -> None:
+        with httpx.Client(verify=context, headers={"host": host}, timeout=10) as client:
+            for _ in range(3000):  # bounded, whatever happens to the clock
+                if stop.is_set():
+                    return
+                started = time.monotonic()
+                try:
+                    r = client.get(url)
+                except httpx.HTTPError as exc:
+                    errors.append(repr(exc))
+                    continue
+                results.append((started, r.status_code, tuple(r.headers.get(n) for n in names)))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    swapped = time.monotonic()
+    swap()
+    time.sleep(2.5)
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    return Load(swapped, results, errors)

@@ -7,14 +7,11 @@ import secrets
 import ssl
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import trustme
 from rollout_itest import (
@@ -24,6 +21,7 @@ from rollout_itest import (
     failures,
     free_port,
     ladder_stages,
+    load_during_swap,
     set_stage,
     verify_until,
     wait_for_port,
@@ -261,49 +259,20 @@ def test_hot_reload_under_load(site: Site, ca: trustme.CA) -> None:
     context = ssl.create_default_context()
     ca.configure_trust(context)
     url = f"https://127.0.0.1:{site.ports.https}/async"
-    results: list[tuple[float, int, str | None, str | None, str | None]] = []
-    errors: list[str] = []
-    stop = threading.Event()
+    names = (
+        "strict-transport-security",
+        "content-security-policy",
+        "content-security-policy-report-only",
+    )
+    # no restart: only the stage file changes
+    load = load_during_swap(url, context, HOST, names, lambda: set_stage(site.plan, ENV, 4))
 
-    def worker() -> None:
-        with httpx.Client(verify=context, headers={"host": HOST}, timeout=10) as client:
-            for _ in range(3000):  # bounded
-                if stop.is_set():
-                    return
-                started = time.monotonic()
-                try:
-                    r = client.get(url)
-                except httpx.HTTPError as exc:
-                    errors.append(repr(exc))
-                    continue
-                h = r.headers
-                results.append(
-                    (
-                        started,
-                        r.status_code,
-                        h.get("strict-transport-security"),
-                        h.get("content-security-policy"),
-                        h.get("content-security-policy-report-only"),
-                    )
-                )
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    time.sleep(0.5)
-    swapped = time.monotonic()
-    set_stage(site.plan, ENV, 4)  # no restart: only the stage file changes
-    time.sleep(2.5)
-    stop.set()
-    for t in threads:
-        t.join(timeout=30)
-
-    assert errors == []
-    assert results and all(status == 200 for _, status, *_ in results)
+    assert load.errors == []
+    assert load.results and all(status == 200 for _, status, _ in load.results)
     before = (old["strict-transport-security"], None, old["content-security-policy-report-only"])
     after = (new["strict-transport-security"], new["content-security-policy"], None)
-    for started, _, *headers in results:
-        assert tuple(headers) in (before, after)
-        if started > swapped + 1.5:
-            assert tuple(headers) == after
-    assert any(started > swapped + 1.5 for started, *_ in results)
+    for started, _, headers in load.results:
+        assert headers in (before, after)
+        if started > load.swapped + 1.5:
+            assert headers == after
+    assert any(started > load.swapped + 1.5 for started, *_ in load.results)

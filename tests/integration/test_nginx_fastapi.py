@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import ssl
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import trustme
 from fastapi import FastAPI, Response
@@ -22,6 +19,7 @@ from rollout_itest import (
     failures,
     find_nginx,
     ladder_stages,
+    load_during_swap,
     set_stage,
     verify_until,
     write_plan,
@@ -173,48 +171,17 @@ def test_hot_reload_under_load(stack: Stack, ca: trustme.CA) -> None:
     context = ssl.create_default_context()
     ca.configure_trust(context)
     url = f"https://127.0.0.1:{stack.nginx.ports.https}/"
-    results: list[tuple[float, int, str | None, str | None]] = []
-    errors: list[str] = []
-    stop = threading.Event()
+    names = ("content-security-policy", "content-security-policy-report-only")
+    # report-only CSP -> enforcing
+    load = load_during_swap(url, context, HOST, names, lambda: set_stage(stack.plan, ENV, 4))
 
-    def worker() -> None:
-        with httpx.Client(verify=context, headers={"host": HOST}, timeout=10) as client:
-            for _ in range(3000):  # bounded, whatever happens to the clock
-                if stop.is_set():
-                    return
-                started = time.monotonic()
-                try:
-                    r = client.get(url)
-                except httpx.HTTPError as exc:
-                    errors.append(repr(exc))
-                    continue
-                results.append(
-                    (
-                        started,
-                        r.status_code,
-                        r.headers.get("content-security-policy"),
-                        r.headers.get("content-security-policy-report-only"),
-                    )
-                )
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    time.sleep(0.5)
-    swapped = time.monotonic()
-    set_stage(stack.plan, ENV, 4)  # report-only CSP -> enforcing
-    time.sleep(2.5)
-    stop.set()
-    for t in threads:
-        t.join(timeout=30)
-
-    assert errors == []
-    assert results and all(status == 200 for _, status, _, _ in results)
+    assert load.errors == []
+    assert load.results and all(status == 200 for _, status, _ in load.results)
     csp_old = old["content-security-policy-report-only"]
     csp_new = new["content-security-policy"]
-    for started, _, enforcing, report_only in results:
+    for started, _, (enforcing, report_only) in load.results:
         # Every response is wholly one stage or the other, never without its CSP.
         assert (enforcing, report_only) in ((None, csp_old), (csp_new, None))
-        if started > swapped + 1.5:
+        if started > load.swapped + 1.5:
             assert enforcing == csp_new
-    assert any(started > swapped + 1.5 for started, *_ in results)
+    assert any(started > load.swapped + 1.5 for started, *_ in load.results)
