@@ -8,8 +8,6 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
-_DURATION = re.compile(r"^(\d{1,9})([smhdw])\Z")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class ConnectTo(NamedTuple):
@@ -128,9 +126,3 @@ def check_url(url: str) -> str:
         raise ValueError(f"{url!r}: {parts.hostname!r} is not a host name")
     path = parts.path or "/"
     return f"{parts.hostname.lower()}:{port or 443}{path}?{parts.query}"
-
-
-def parse_duration(text: str) -> int | None:
-    """Seconds in `30s`, `15m`, `24h`, `7d` or `2w`; None if text is not such a duration."""
-    m = _DURATION.match(text.strip())
-    return int(m.group(1)) * _UNITS[m.group(2)] if m else None

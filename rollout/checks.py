@@ -17,15 +17,11 @@ from rollout import headers
 from rollout.errors import HeaderValueError
 from rollout.headers import csp as csp_grammar
 from rollout.headers import hsts as hsts_grammar
+from rollout.names import CSP, CSP_RO, HSTS, ONE_YEAR
 from rollout.probe import Fault, Result, origin_of
 
 Severity = Literal["error", "warning"]
 Probe = Literal["page", "404", "http", "subdomain", "edge"]
-
-HSTS = "strict-transport-security"
-CSP = "content-security-policy"
-CSP_RO = "content-security-policy-report-only"
-ONE_YEAR = 31536000
 
 
 @dataclass(frozen=True)
@@ -116,6 +112,15 @@ PAGE_CLIENT_ERROR = _w("page.W001", "a listed page answers 4xx: its headers were
                        "is fine to keep if that is what you mean to check)")
 NO_SUBDOMAINS = _w("subdomain.W001", "includeSubDomains is on but the plan lists no subdomains",
                    "list the subdomains that serve traffic in [environments.ENV] subdomains")
+EDGE_LOST = _e("edge.E001", "an edge-owned header did not survive the revert: it is missing, "
+                "sent more than once, or its value changed", "a revert never changes the edge: "
+                "check the proxy or CDN configuration, and whether `apply` re-rendered it")
+EDGE_UNSEEN = _e("edge.E002", "an edge-owned header was not sent exactly once before the revert, "
+                 "so its survival cannot be confirmed", "make the edge send it once (`rollout "
+                 "render ENV --format nginx`), then verify")
+STALE_HEADER = _e("revert.E001", "a header the reverted stage does not send is still sent by "
+                  "the app", "check that the middleware reads this stage file and that `apply` "
+                  "reloaded the app")
 # fmt: on
 
 FINDINGS: dict[str, Finding] = {f.id: f for f in list(globals().values()) if isinstance(f, Finding)}

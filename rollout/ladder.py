@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from rollout.durations import format_duration
 from rollout.errors import PlanError
-from rollout.plan import CSP, CSP_FAMILY, CSP_RO, HSTS, Environment, Plan
-from rollout.settings import OFF, StageSettings
+from rollout.names import CSP, CSP_FAMILY, CSP_RO, HSTS, OFF
+from rollout.names import Stage as StageRef
+from rollout.plan import Environment, Plan
+from rollout.settings import StageSettings
 
 # Gate names, in the order they are checked, and how `rollout plan` describes them.
 VERIFIED = "verified"
@@ -22,9 +25,6 @@ GATE_TEXT = {
     SUBDOMAINS: "subdomain checks",
     PRELOAD: "preload requirements",
 }
-
-# Largest unit first, so 604800 is "1w" and 5400 is "90m".
-_UNITS = (("y", 31536000), ("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
 
 @dataclass(frozen=True)
@@ -55,20 +55,13 @@ class Stage:
         return "enforcing" if self.csp_enforcing else "report-only"
 
 
-def format_duration(seconds: int) -> str:
-    """Seconds in the largest unit that divides them: 30s, 5m, 1h, 1d, 1w, 30d, 1y, 90m."""
-    for unit, size in _UNITS:
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
 def build(plan: Plan) -> list[Stage]:
     """Every stage of the plan's ladder, in order (stage off is not a stage)."""
     ladder = plan.ladder
+    enforce_from, subdomains_from = ladder.enforce_from, ladder.subdomains_from
     stages: list[Stage] = []
     for i, age in enumerate(ladder.hsts):
-        subs = age >= ladder.include_subdomains_from
+        subs = subdomains_from is not None and age >= subdomains_from
         gates = (VERIFIED,) if i == 0 else (VERIFIED, SOAK)
         stages.append(
             Stage(
@@ -77,7 +70,7 @@ def build(plan: Plan) -> list[Stage]:
                 max_age=age,
                 include_subdomains=subs,
                 preload=False,
-                csp_enforcing=age >= ladder.csp_enforce_from,
+                csp_enforcing=enforce_from is not None and age >= enforce_from,
                 gates=(*gates, SUBDOMAINS) if subs else gates,
             )
         )
@@ -90,7 +83,7 @@ def build(plan: Plan) -> list[Stage]:
                 max_age=top,
                 include_subdomains=True,
                 preload=True,
-                csp_enforcing=top >= ladder.csp_enforce_from,
+                csp_enforcing=enforce_from is not None and top >= enforce_from,
                 gates=(VERIFIED, SOAK, SUBDOMAINS, PRELOAD),
             )
         )
@@ -104,7 +97,7 @@ def gates_for(stage: Stage, env: Environment) -> tuple[str, ...]:
     return (*stage.gates[:2], AFTER, *stage.gates[2:])
 
 
-def stage_at(plan: Plan, index: int | None) -> Stage | None:
+def stage_at(plan: Plan, index: StageRef) -> Stage | None:
     """The stage numbered index (None is stage off); PlanError when there is no such stage."""
     if index is None:
         return None
@@ -122,17 +115,10 @@ def stage_by_name(stages: list[Stage], name: str) -> Stage | None:
     return next((s for s in stages if s.name == name), None)
 
 
-def next_stage(stages: list[Stage], current: int | None) -> Stage | None:
+def next_stage(stages: list[Stage], current: StageRef) -> Stage | None:
     """The stage after current (None is off); None at the top of the ladder."""
     index = 0 if current is None else current + 1
     return stages[index] if index < len(stages) else None
-
-
-def previous_stage(stages: list[Stage], current: int | None) -> int | None:
-    """The index below current, None for off (off has nothing below; it stays off)."""
-    if current is None or current == 0:
-        return None
-    return min(current, len(stages)) - 1
 
 
 def headers_for(plan: Plan, stage: Stage | None) -> dict[str, str]:
@@ -149,9 +135,7 @@ def headers_for(plan: Plan, stage: Stage | None) -> dict[str, str]:
     return {**out, **policy}
 
 
-def settings_for(
-    plan: Plan, env_name: str, stage: int | None, *, updated: str = ""
-) -> StageSettings:
+def settings_for(plan: Plan, env_name: str, stage: StageRef, *, updated: str = "") -> StageSettings:
     """What env must send at stage (None is off), split into app-owned and edge-owned."""
     env = plan.environment(env_name)
     current = stage_at(plan, stage)

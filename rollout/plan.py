@@ -28,10 +28,11 @@ from rollout.addresses import (
     check_url,
     host_problem,
     parse_connect_to,
-    parse_duration,
     parse_resolve,
 )
+from rollout.durations import parse_duration
 from rollout.errors import HeaderValueError, PlanError
+from rollout.names import CSP_FAMILY, CSP_RO, HSTS, ONE_YEAR
 
 __all__ = [
     "ConnectTo",
@@ -42,18 +43,12 @@ __all__ = [
     "Resolve",
     "load_plan",
     "parse_connect_to",
-    "parse_duration",
     "parse_plan",
     "parse_resolve",
     "with_overrides",
 ]
 
-DEFAULT_HSTS = (30, 300, 3600, 86400, 604800, 2592000, 31536000)
-PRELOAD_MIN_AGE = 31536000  # hstspreload.org's minimum max-age
-HSTS = "strict-transport-security"
-CSP = "content-security-policy"
-CSP_RO = "content-security-policy-report-only"
-CSP_FAMILY = frozenset({CSP, CSP_RO})
+DEFAULT_HSTS = (30, 300, 3600, 86400, 604800, 2592000, ONE_YEAR)
 
 _ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 
@@ -143,7 +138,8 @@ class Ladder(_Model):
 
     hsts: list[StrictInt] = Field(default_factory=lambda: list(DEFAULT_HSTS))
     csp_enforce_from: StrictInt = 604800
-    include_subdomains_from: StrictInt = 2592000
+    # False: never (subdomains you do not control); preload is then refused.
+    include_subdomains_from: StrictInt | StrictBool = 2592000
     preload: StrictBool = False
 
     @field_validator("hsts")
@@ -158,26 +154,72 @@ class Ladder(_Model):
                 raise _Refusal((i,), f"{age} does not ascend (it follows {ramp[i - 1]})")
         return ramp
 
+    @field_validator("include_subdomains_from")
+    @classmethod
+    def _never_or_seconds(cls, value: int | bool) -> int | bool:
+        if value is True:
+            raise ValueError("true is not a number of seconds; give seconds, or false for never")
+        return value
+
     @model_validator(mode="after")
     def _reachable(self) -> Ladder:
         top = self.hsts[-1]
         for key in ("csp_enforce_from", "include_subdomains_from"):
             value = getattr(self, key)
+            if value is False:
+                continue
             if value < 0:
                 raise _Refusal((_kebab(key),), f"{value} is negative; use seconds >= 0")
-            if value > top:
+            # A default beyond a short ramp means "never on this ramp" (`rollout plan`
+            # says so); only a value the user wrote is refused for being unreachable.
+            if value > top and key in self.model_fields_set:
                 raise _Refusal(
                     (_kebab(key),),
                     f"{value} is above every stage's max-age (the ramp ends at {top}); "
                     "lower it or extend hsts",
                 )
-        if self.preload and top < PRELOAD_MIN_AGE:
+        if self.preload and self.subdomains_from is None:
             raise _Refusal(
                 ("preload",),
-                f"preload needs a last max-age of at least {PRELOAD_MIN_AGE} "
-                f"(the ramp ends at {top})",
+                "preload needs includeSubDomains, which include-subdomains-from = false "
+                "turns off; remove one of them",
+            )
+        if self.preload and top < ONE_YEAR:
+            raise _Refusal(
+                ("preload",),
+                f"preload needs a last max-age of at least {ONE_YEAR} (the ramp ends at {top})",
             )
         return self
+
+    @property
+    def enforce_from(self) -> int | None:
+        """The least max-age that enforces CSP; None: CSP stays report-only on this ramp."""
+        return self.csp_enforce_from if self.csp_enforce_from <= self.hsts[-1] else None
+
+    @property
+    def subdomains_from(self) -> int | None:
+        """The least max-age that adds includeSubDomains; None: never on this ramp."""
+        value = self.include_subdomains_from
+        if value is False or value > self.hsts[-1]:
+            return None
+        return int(value)
+
+    def unreached_defaults(self) -> list[str]:
+        """What a default threshold beyond this ramp's top did instead, one line each."""
+        top, out = self.hsts[-1], []
+        if self.enforce_from is None:
+            out.append(
+                f"csp-enforce-from is not set and its default ({self.csp_enforce_from}) is "
+                f"above the ramp's top ({top}): CSP stays report-only at every stage; set "
+                "it to enforce"
+            )
+        if self.subdomains_from is None and self.include_subdomains_from is not False:
+            out.append(
+                f"include-subdomains-from is not set and its default "
+                f"({self.include_subdomains_from}) is above the ramp's top ({top}): no stage "
+                "adds includeSubDomains; set it, or false to say never"
+            )
+        return out
 
 
 def _resolve_cacert(value: str, info: ValidationInfo) -> Path:

@@ -20,20 +20,13 @@ The file looks like this (header names lower-case, values exactly as sent):
 
 from __future__ import annotations
 
-import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rollout.errors import SettingsError
-
-OFF = "off"
-
-# RFC 9110 §5.1 token: header names are tokens; we store them lower-case.
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
-# RFC 9110 §5.5 field-value restricted to visible ASCII, SP and HTAB, trimmed.
-_FIELD_VALUE = re.compile(r"^[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?\Z")
+from rollout.names import FIELD_VALUE, HEADER_NAME, OFF, Stage
 
 _TOP_KEYS = frozenset({"environment", "stage", "name", "updated", "app", "edge"})
 
@@ -43,7 +36,7 @@ class StageSettings:
     """One environment's stage and the exact header values it sends, by owner."""
 
     environment: str
-    stage: int | None  # None is stage "off"
+    stage: Stage  # None is stage "off"
     name: str
     app: Mapping[str, str] = field(default_factory=dict)
     edge: Mapping[str, str] = field(default_factory=dict)
@@ -115,11 +108,11 @@ def _headers(table: object, key: str, fail: Callable[[str, str], SettingsError])
         raise fail(key, "must be a table of header names to values")
     out: dict[str, str] = {}
     for name, value in table.items():
-        if not _TOKEN.match(name):
+        if not HEADER_NAME.fullmatch(name):
             raise fail(f"{key}.{name}", "not a lower-case header name")
         if not isinstance(value, str):
             raise fail(f"{key}.{name}", "value must be a string")
-        if not _FIELD_VALUE.match(value):
+        if not FIELD_VALUE.fullmatch(value):
             raise fail(
                 f"{key}.{name}",
                 f"{value!r} has control, non-ASCII or surrounding space characters",

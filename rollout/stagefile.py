@@ -11,9 +11,10 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from rollout import headers, ladder, settings
+from rollout import headers, ladder
 from rollout.errors import HeaderValueError, SettingsError
-from rollout.plan import CSP, CSP_FAMILY, CSP_RO, HSTS, Environment, Plan
+from rollout.names import CLEAR_HSTS, CSP, CSP_FAMILY, CSP_RO, HSTS, OFF
+from rollout.plan import Environment, Plan
 from rollout.settings import StageSettings
 
 
@@ -32,7 +33,7 @@ def check(plan: Plan, env: Environment, current: StageSettings, path: Path) -> S
         )
     stages = ladder.build(plan)
     if current.stage is None:
-        if current.name != settings.OFF:
+        if current.name != OFF:
             raise SettingsError(f"{path}: name: {current.name!r}, but the stage is off")
         _check_headers(plan, env, current, None, stages, path)
         return current
@@ -87,7 +88,7 @@ def _check_headers(
                     f"the plan gives this header to {owner} (see {where}); undo the edit to "
                     f"this file or to the plan, or {_START_AGAIN}",
                 )
-            if table == "app" and stage is None:
+            if table == "app" and stage is None and not _cleared(name, value):
                 raise fail(key, f"stage off sends no app-owned headers; {_UNDO}")
     csp_names = {CSP if s.csp_enforcing else CSP_RO for s in stages}
     for table, owned in (("app", current.app), ("edge", current.edge)):
@@ -125,14 +126,19 @@ def _check_hsts(
         if value is None and stage is not None:
             raise fail(f"edge.{HSTS}", f"missing; {at} sends {stage.hsts!r}; {_UNDO_LADDER}")
         return
-    if stage is None:
-        return  # stage off: the app sends nothing, which _check_headers already made sure
     value = current.app.get(HSTS)
+    if stage is None or (value is not None and _cleared(HSTS, value)):
+        return  # off sends nothing, and max-age=0 (revert's --clear-hsts) fits any stage
     if value is None:
         raise fail(f"app.{HSTS}", f"missing; {at} sends {stage.hsts!r}; {_UNDO_LADDER}")
     differs = headers.compare(HSTS, stage.hsts, value)
     if differs is not None:
         raise fail(f"app.{HSTS}", f"{value!r} is not {at}'s value: {differs}; {_UNDO_LADDER}")
+
+
+def _cleared(name: str, value: str) -> bool:
+    """An app-owned HSTS of max-age=0: what a revert writes to make browsers forget."""
+    return name == HSTS and headers.compare(HSTS, CLEAR_HSTS, value) is None
 
 
 def drift(plan: Plan, current: StageSettings) -> list[str]:

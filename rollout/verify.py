@@ -17,16 +17,17 @@ from typing import Protocol
 
 from rollout import checks
 from rollout.addresses import ConnectTo, Resolve
-from rollout.checks import HSTS, Check, Probe
+from rollout.checks import Check, Probe
 from rollout.errors import HeaderValueError
 from rollout.headers import hsts as hsts_grammar
+from rollout.names import HSTS, OFF
 from rollout.probe import (
     ProbeOptions,
     Prober,
     Result,
     origin_of,
 )
-from rollout.settings import OFF, StageSettings
+from rollout.settings import StageSettings
 
 __all__ = ["Check", "ProbeOptions", "Report", "verify", "verify_async"]
 
@@ -102,7 +103,7 @@ async def verify_async(
     subdomains: bool = False,
 ) -> Report:
     """The async form of `verify`, for callers that already run an event loop."""
-    opts = _merge(env, options or ProbeOptions())
+    opts = probe_options(env, options or ProbeOptions())
     report = Report(env.name, expected.stage, insecure=opts.insecure, options=opts)
     if not env.urls:
         report.checks.append(
@@ -116,14 +117,16 @@ async def verify_async(
         )
         return report
     want = _expected_headers(expected)
-    origins = list(dict.fromkeys(_origin_url(u) for u in env.urls))
+    origins = list(dict.fromkeys(origin_url(u) for u in env.urls))
     token = secrets.token_hex(16)
     async with Prober(opts) as prober:
         jobs: list[asyncio.Future[list[Check]]] = []
         for url in env.urls:
             jobs.append(asyncio.ensure_future(_page(prober, url, want)))
         for base in origins:
-            jobs.append(asyncio.ensure_future(_not_found(prober, f"{base}/{_404(token)}", want)))
+            jobs.append(
+                asyncio.ensure_future(_not_found(prober, f"{base}/{not_found_path(token)}", want))
+            )
             jobs.append(asyncio.ensure_future(_http(prober, base, "http")))
         if subdomains or _include_subdomains(expected):
             if not env.subdomains:
@@ -143,7 +146,8 @@ async def verify_async(
     return report
 
 
-def _merge(env: EnvironmentLike, options: ProbeOptions) -> ProbeOptions:
+def probe_options(env: EnvironmentLike, options: ProbeOptions) -> ProbeOptions:
+    """options with the environment's connect-to, resolve and cacert added."""
     return replace(
         options,
         connect_to=(*options.connect_to, *env.connect_to),
@@ -153,9 +157,9 @@ def _merge(env: EnvironmentLike, options: ProbeOptions) -> ProbeOptions:
 
 
 def _expected_headers(expected: StageSettings) -> dict[str, str]:
-    # Stage off: the app sends nothing yet, so only the edge's headers are expected.
-    source = expected.edge if expected.stage is None else expected.headers()
-    return {name.lower(): value for name, value in source.items()}
+    # At stage off the app sends nothing (its table is empty) unless a revert cleared
+    # HSTS, which it then sends as max-age=0.
+    return {name.lower(): value for name, value in expected.headers().items()}
 
 
 def _include_subdomains(expected: StageSettings) -> bool:
@@ -168,14 +172,15 @@ def _include_subdomains(expected: StageSettings) -> bool:
         return False
 
 
-def _origin_url(url: str) -> str:
+def origin_url(url: str) -> str:
+    """scheme://host[:port] of a URL, the default port left out."""
     scheme, host, port = origin_of(url)
     default = 443 if scheme == "https" else 80
     name = f"[{host}]" if ":" in host else host
     return f"{scheme}://{name}" + ("" if port == default else f":{port}")
 
 
-def _404(token: str) -> str:
+def not_found_path(token: str) -> str:
     # Unguessable, so no real route or cache entry can answer it; named so logs explain it.
     return f"rollout-404-probe-{token}"
 
@@ -220,7 +225,7 @@ async def _page(prober: Prober, url: str, want: Mapping[str, str]) -> list[Check
                 "page",
                 last.url,
                 ok=False,
-                expected=f"an answer from {_origin_url(url)}",
+                expected=f"an answer from {origin_url(url)}",
                 actual=[f"{last.status} {target}"],
                 message=f"redirects to another origin, {target}; not followed",
             )

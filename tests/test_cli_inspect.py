@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from rollout import ladder, store
+from rollout import history, ladder, store
 from rollout.plan import load_plan
 
 if TYPE_CHECKING:
@@ -104,12 +104,14 @@ def test_status_of_a_fresh_plan(write_plan: Callable[..., Path], rollout: Run) -
         "staging: stage off",
         "  (no headers)",
         "  last verify: never",
-        "  next: 0 hsts-30s; waiting for: verified",
+        "  next: stage 0 hsts-30s",
+        "  run: rollout advance staging",
         "",
         "production: stage off",
         "  edge  x-content-type-options: nosniff",
         "  last verify: never",
-        "  next: 0 hsts-30s; waiting for: verified, after",
+        "  next: stage 0 hsts-30s",
+        "  run: wait for staging to reach and verify stage 0, then rollout advance production",
     ]
     assert [p.name for p in plan.parent.iterdir()] == ["plan.toml"]
 
@@ -121,15 +123,15 @@ def test_status_after_an_advance_and_a_verify(
     path = write_plan()
     plan = load_plan(path)
     store.write_settings(plan, ladder.settings_for(plan, "staging", 2))
-    store.append_history(
+    history.append(
         plan,
         "staging",
-        store.HistoryRecord("2026-01-01T00:00:00Z", "advance", 1, 2, "", "ann", True),
+        history.HistoryRecord("2026-01-01T00:00:00Z", "advance", 1, 2, "", "ann", True),
     )
-    store.append_history(
+    history.append(
         plan,
         "staging",
-        store.HistoryRecord("2026-01-01T00:10:00Z", "verify", 2, 2, "", "ann", True),
+        history.HistoryRecord("2026-01-01T00:10:00Z", "verify", 2, 2, "", "ann", True),
     )
     out = json.loads(rollout("status", "staging", "--json", "--plan", str(path)).out)
     assert {k: out[k] for k in ("environment", "stage", "name", "ok", "since")} == {
@@ -153,7 +155,10 @@ def test_status_after_an_advance_and_a_verify(
     assert text[0] == "staging: stage 2 hsts-1h, since 2026-01-01T00:00:00Z"
     assert "  app   strict-transport-security: max-age=3600" in text
     assert "  last verify: ✓ passed at stage 2, 2026-01-01T00:10:00Z" in text
-    assert text[-1] == "  next: 3 hsts-1d, soak over at 2026-01-01T01:00:00Z; may advance now"
+    assert text[-2:] == [
+        "  next: stage 3 hsts-1d, soak over at 2026-01-01T01:00:00Z",
+        "  run: rollout advance staging",
+    ]
 
 
 def test_status_all_environments_json(write_plan: Callable[..., Path], rollout: Run) -> None:
@@ -161,7 +166,7 @@ def test_status_all_environments_json(write_plan: Callable[..., Path], rollout: 
     path = write_plan()
     plan = load_plan(path)
     store.write_settings(plan, ladder.settings_for(plan, "staging", 0))
-    store.append_history(plan, "staging", store.new_record("verify", 0, 0, verified=False))
+    history.append(plan, "staging", history.new_record("verify", 0, 0, verified=False))
     out = json.loads(rollout("status", "--json", "--plan", str(path)).out)
     assert out["ok"] is False
     assert [(e["environment"], e["stage"], e["ok"]) for e in out["environments"]] == [
@@ -169,7 +174,15 @@ def test_status_all_environments_json(write_plan: Callable[..., Path], rollout: 
         ("production", "off", False),
     ]
     assert out["environments"][0]["last_verify"]["ok"] is False
-    assert out["environments"][1]["next"]["waiting_for"] == ["verified", "after"]
+    # advance verifies live itself, so a failed last verify is no reason to wait.
+    assert out["environments"][1]["next"]["waiting_for"] == ["after"]
+    # A stage file no transition record explains: a command died between the two writes.
+    assert out["environments"][0]["interrupted"] == (
+        "the stage file says stage 0 but the history records no transition"
+    )
+    assert out["environments"][0]["command"] == (
+        "rollout verify staging, then rollout advance staging or rollout revert staging"
+    )
 
 
 def test_status_at_the_top_of_the_ladder(write_plan: Callable[..., Path], rollout: Run) -> None:
@@ -190,10 +203,10 @@ def test_history_lists_records(write_plan: Callable[..., Path], rollout: Run) ->
     path = write_plan()
     plan = load_plan(path)
     assert rollout("history", "staging", "--plan", str(path)).out == "staging: no history yet\n"
-    record = store.HistoryRecord(
+    record = history.HistoryRecord(
         "2026-01-01T00:00:00Z", "advance", None, 0, "first step", "ann", True
     )
-    store.append_history(plan, "staging", record)
+    history.append(plan, "staging", record)
     lines = rollout("history", "staging", "--plan", str(path)).out.splitlines()
     assert lines[0].split() == ["time", "action", "from", "to", "verified", "user", "reason"]
     assert lines[1].split() == [

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rollout import ladder
+from rollout import durations, ladder
 from rollout.errors import PlanError
 from rollout.plan import Plan, parse_plan
 
@@ -155,14 +155,11 @@ def test_after_is_a_gate_of_every_forward_move() -> None:
 
 
 def test_navigation_helpers() -> None:
-    """next_stage, previous_stage and stage_by_name walk the ladder; off sits below stage 0."""
+    """next_stage and stage_by_name walk the ladder; off sits below stage 0."""
     stages = ladder.build(make())
     assert ladder.next_stage(stages, None) == stages[0]
     assert ladder.next_stage(stages, 2) == stages[3]
     assert ladder.next_stage(stages, 6) is None
-    assert ladder.previous_stage(stages, 3) == 2
-    assert ladder.previous_stage(stages, 0) is None
-    assert ladder.previous_stage(stages, None) is None
     assert ladder.stage_by_name(stages, "hsts-1w") == stages[4]
     assert ladder.stage_by_name(stages, "hsts-2h") is None
 
@@ -194,4 +191,4 @@ def test_explicit_soak_overrides_max_age() -> None:
 )
 def test_format_duration(seconds: int, text: str) -> None:
     """Durations read in the largest unit that divides them."""
-    assert ladder.format_duration(seconds) == text
+    assert durations.format_duration(seconds) == text

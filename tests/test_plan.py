@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from rollout.durations import parse_duration
 from rollout.errors import PlanError
 from rollout.plan import (
     DEFAULT_HSTS,
     ConnectTo,
     Resolve,
     load_plan,
-    parse_duration,
     parse_plan,
     with_overrides,
 )

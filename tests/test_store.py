@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -13,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from rollout import ladder, store
-from rollout.errors import LockTimeout, SettingsError
+from rollout import history, ladder, lockfile, store
+from rollout.errors import SettingsError
 from rollout.plan import Plan, load_plan
 from rollout.settings import StageSettings
 
@@ -46,7 +45,11 @@ def test_write_then_read_round_trips(plan: Plan) -> None:
         "strict-transport-security": "max-age=86400",
         "x-content-type-options": "nosniff",
     }
-    assert sorted(p.name for p in plan.folder.iterdir()) == ["plan.toml", "production.toml"]
+    assert sorted(p.name for p in plan.folder.iterdir()) == [
+        "plan.toml",
+        "production.lock",
+        "production.toml",
+    ]
 
 
 def test_settings_file_is_plain_toml(plan: Plan) -> None:
@@ -94,89 +97,49 @@ def test_invalid_settings_are_never_written(plan: Plan) -> None:
     assert sorted(p.name for p in plan.folder.iterdir()) == ["plan.toml"]
 
 
-def test_lock_records_its_holder_and_goes_away(plan: Plan) -> None:
-    """The lock file holds pid, user, host and since while held, and is removed after."""
-    path = store.lock_path(plan, "staging")
-    with store.lock(plan, "staging"):
-        holder = json.loads(path.read_text())
-        assert holder["pid"] == os.getpid()
-        assert holder["host"] == socket.gethostname()
-        assert set(holder) == {"pid", "user", "host", "since"}
-        with store.lock(plan, "staging"):  # re-entrant: advance holds it across writes
-            store.write_settings(plan, ladder.settings_for(plan, "staging", 0))
-        assert path.exists()
-    assert not path.exists()
-
-
-def test_lock_held_elsewhere_times_out_naming_the_holder(plan: Plan) -> None:
-    """A live holder on this host makes a second writer give up with LockTimeout."""
-    path = store.lock_path(plan, "staging")
-    record = {"pid": os.getppid(), "user": "alice", "host": socket.gethostname(), "since": "T"}
-    path.write_text(json.dumps(record))
-    with pytest.raises(
-        LockTimeout, match=r"^staging: locked by pid \d+ \(alice@.*\) since T; gave up after 0.2s"
-    ):
-        store.write_settings(plan, ladder.settings_for(plan, "staging", 0), lock_timeout=0.2)
-    assert store.read_settings(plan, "staging") is None
-    assert json.loads(path.read_text()) == record
-
-
-def test_lock_from_another_host_is_not_taken(plan: Plan) -> None:
-    """A holder on another machine cannot be checked, so it is waited for, not broken."""
-    path = store.lock_path(plan, "staging")
-    path.write_text(json.dumps({"pid": dead_pid(), "user": "bob", "host": "elsewhere.invalid"}))
-    with (
-        pytest.raises(LockTimeout, match=r"bob@elsewhere\.invalid"),
-        store.lock(plan, "staging", timeout=0.1),
-    ):
-        pass
-
-
-def test_stale_lock_is_taken_over(plan: Plan) -> None:
-    """A lock whose process on this host is gone is stale: the next writer takes it."""
-    path = store.lock_path(plan, "staging")
-    path.write_text(json.dumps({"pid": dead_pid(), "user": "x", "host": socket.gethostname()}))
-    store.write_settings(plan, ladder.settings_for(plan, "staging", 1), lock_timeout=5)
-    assert store.read_settings(plan, "staging").name == "hsts-5m"  # type: ignore[union-attr]
-    assert not path.exists()
-
-
-def test_old_garbled_lock_is_taken_over(plan: Plan) -> None:
-    """An empty lock file left by a crash mid-create is stale once it is old."""
-    path = store.lock_path(plan, "staging")
-    path.write_text("")
-    os.utime(path, (1, 1))
-    with store.lock(plan, "staging", timeout=5):
-        assert json.loads(path.read_text())["pid"] == os.getpid()
-
-
 def test_concurrent_writers_take_turns(plan: Plan) -> None:
-    """Threads writing the same environment all succeed and leave one valid file, no temp files."""
+    """Threads doing read-modify-write under the lock lose no update and leave no temp files."""
+    import time
+
+    counter = plan.folder / "counter"
+    counter.write_text("0")
     errors: list[BaseException] = []
 
-    def write(stage: int) -> None:
+    def bump() -> None:
         try:
-            store.write_settings(plan, ladder.settings_for(plan, "staging", stage), lock_timeout=60)
+            for _ in range(5):
+                with store.lock(plan, "staging", timeout=60):
+                    n = int(counter.read_text())
+                    time.sleep(0.002)  # another writer would read the same n here
+                    counter.write_text(str(n + 1))
+                    stage = ladder.settings_for(plan, "staging", n % 7)
+                    store.write_settings(plan, stage, lock_timeout=60)
         except BaseException as exc:  # collected and asserted below
             errors.append(exc)
 
-    threads = [threading.Thread(target=write, args=(i % 7,)) for i in range(12)]
+    threads = [threading.Thread(target=bump) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=120)
     assert errors == []
-    assert store.read_settings(plan, "staging") is not None
-    assert sorted(p.name for p in plan.folder.iterdir()) == ["plan.toml", "staging.toml"]
+    assert counter.read_text() == "40"
+    assert store.read_settings(plan, "staging").stage == 39 % 7  # type: ignore[union-attr]
+    assert sorted(p.name for p in plan.folder.iterdir()) == [
+        "counter",
+        "plan.toml",
+        "staging.lock",
+        "staging.toml",
+    ]
 
 
 def test_history_appends_one_json_object_per_line(plan: Plan) -> None:
     """Each record is one JSON line with time, action, from, to, reason, user, verified."""
-    store.append_history(
-        plan, "staging", store.new_record("advance", None, 0, reason="go", verified=True)
+    history.append(
+        plan, "staging", history.new_record("advance", None, 0, reason="go", verified=True)
     )
-    store.append_history(plan, "staging", store.new_record("verify", 0, 0, verified=False))
-    lines = store.history_path(plan, "staging").read_text().splitlines()
+    history.append(plan, "staging", history.new_record("verify", 0, 0, verified=False))
+    lines = history.path(plan, "staging").read_text().splitlines()
     first = json.loads(lines[0])
     assert list(first) == ["time", "action", "from", "to", "reason", "user", "verified"]
     assert (first["action"], first["from"], first["to"], first["reason"], first["verified"]) == (
@@ -186,38 +149,38 @@ def test_history_appends_one_json_object_per_line(plan: Plan) -> None:
         "go",
         True,
     )
-    records = store.read_history(plan, "staging")
+    records = history.read(plan, "staging")
     assert [(r.action, r.from_, r.to, r.verified) for r in records] == [
         ("advance", None, 0, True),
         ("verify", 0, 0, False),
     ]
-    assert store.last_verify(records) == records[1]
-    assert store.last_transition(records) == records[0]
+    assert history.last_verify(records) == records[1]
+    assert history.last_transition(records) == records[0]
 
 
 def test_torn_last_history_line_is_skipped(plan: Plan) -> None:
     """A last line cut short by a crash mid-append is ignored; the records before it count."""
-    store.append_history(plan, "staging", store.new_record("advance", None, 0))
-    with store.history_path(plan, "staging").open("a") as f:
+    history.append(plan, "staging", history.new_record("advance", None, 0))
+    with history.path(plan, "staging").open("a") as f:
         f.write('{"time": "2026-01-01T00:00:00Z", "act')
-    assert [r.action for r in store.read_history(plan, "staging")] == ["advance"]
+    assert [r.action for r in history.read(plan, "staging")] == ["advance"]
 
 
 def test_history_with_a_bad_field_names_the_line(plan: Plan) -> None:
     """A history record with a wrong type is refused with its line number and key."""
-    path = store.history_path(plan, "staging")
+    path = history.path(plan, "staging")
     path.write_text('{"action": "advance", "from": "off", "to": -1}\n')
     with pytest.raises(
         SettingsError, match=r"staging.history.jsonl:1: to: -1 is not a stage number"
     ):
-        store.read_history(plan, "staging")
+        history.read(plan, "staging")
 
 
 def test_parse_time_reads_what_now_writes() -> None:
     """Times are UTC ISO 8601 with a Z; anything else reads as None."""
-    when = store.parse_time(store.now())
+    when = history.parse_time(lockfile.now())
     assert when is not None and when.utcoffset() is not None
-    assert store.parse_time("yesterday") is None
+    assert history.parse_time("yesterday") is None
 
 
 def write_raw(plan: Plan, env: str, body: str) -> None:
@@ -291,18 +254,22 @@ def test_policy_edits_are_drift_not_refusals(plan: Plan, write_plan: Callable[..
 
 def test_history_that_is_a_folder_is_refused(plan: Plan) -> None:
     """append_history names the file and the system's reason instead of raising OSError."""
-    path = store.history_path(plan, "staging")
+    path = history.path(plan, "staging")
     path.mkdir()
     with pytest.raises(SettingsError, match=r"staging\.history\.jsonl: cannot append: Is a dir"):
-        store.append_history(plan, "staging", store.new_record("verify", 0, 0))
+        history.append(plan, "staging", history.new_record("verify", 0, 0))
 
 
 def test_failed_write_leaves_no_temp_file_or_lock(plan: Plan) -> None:
-    """When the replace fails, write_settings says why and removes its temp file and lock."""
+    """When the replace fails, write_settings says why and removes its temp file."""
     store.settings_path(plan, "staging").mkdir()
     with pytest.raises(SettingsError, match=r"staging\.toml: cannot write: Is a directory$"):
         store.write_settings(plan, ladder.settings_for(plan, "staging", 0))
-    assert sorted(p.name for p in plan.folder.iterdir()) == ["plan.toml", "staging.toml"]
+    assert sorted(p.name for p in plan.folder.iterdir()) == [
+        "plan.toml",
+        "staging.lock",
+        "staging.toml",
+    ]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
@@ -310,10 +277,10 @@ def test_read_only_folder_is_refused(plan: Plan) -> None:
     """A stages folder that cannot be written to is refused at once, leaving nothing."""
     plan.folder.chmod(0o555)
     try:
-        with pytest.raises(SettingsError, match=r"staging\.lock: cannot create the lock: Perm"):
+        with pytest.raises(SettingsError, match=r"staging\.lock: cannot open the lock: Perm"):
             store.write_settings(plan, ladder.settings_for(plan, "staging", 0), lock_timeout=60)
         with pytest.raises(SettingsError, match=r"history\.jsonl: cannot append: Permission"):
-            store.append_history(plan, "staging", store.new_record("verify", 0, 0))
+            history.append(plan, "staging", history.new_record("verify", 0, 0))
     finally:
         plan.folder.chmod(0o755)
     assert sorted(p.name for p in plan.folder.iterdir()) == ["plan.toml"]

@@ -35,12 +35,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "rollout.cli.inspect:status",
         "Each environment's stage, headers, last verify, next advance.",
     ),
+    "advance": (
+        "rollout.cli.orchestrate:advance",
+        "Verify, check the gates, move one stage up, prove it live.",
+    ),
     "verify": ("rollout.cli.verify:verify", "Prove a stage against the live servers."),
+    "revert": (
+        "rollout.cli.orchestrate:revert",
+        "Roll the app-owned headers back; prove the edge's survived.",
+    ),
     "history": (
         "rollout.cli.inspect:history",
         "The transitions of an environment: when, who, why.",
     ),
     "render": ("rollout.cli.render:render", "A stage as nginx, Apache, Django, headers or JSON."),
+    "demo": (
+        "rollout.cli.demo:demo",
+        "The whole job on an embedded local environment (loopback, TLS).",
+    ),
 }
 
 
@@ -75,6 +87,7 @@ class Options:
     insecure: bool = False
     timeout: float = 10.0
     json: bool = False
+    lock_timeout: float = 30.0
 
     @property
     def plan_path(self) -> Path:
@@ -120,6 +133,33 @@ class Seconds(click.FloatRange):
         return super().convert(seconds, param, ctx)
 
 
+@dataclass(frozen=True)
+class StageChoice:
+    """A stage named on the command line (`3` or `off`); the option's None is "not given"."""
+
+    stage: int | None
+
+
+class StageParam(click.ParamType[StageChoice, Any]):
+    """`--stage N|off`, `--to N|off`: one parser, one message, for every command."""
+
+    name = "N|off"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, StageChoice):
+            return value
+        from rollout.names import parse_stage
+
+        try:
+            return StageChoice(parse_stage(str(value)))
+        except ValueError as exc:
+            flag = param.opts[0] if param is not None and param.opts else "stage"
+            raise click.UsageError(f"{flag}: {exc}", ctx) from None
+
+
+STAGE = StageParam()
+
+
 def common_options(func: F) -> F:
     """Add the options DESIGN.md lets every command take; they arrive as `opts: Options`."""
 
@@ -135,9 +175,9 @@ def common_options(func: F) -> F:
                 opts.cacert = value
         elif param.name == "insecure":
             opts.insecure = opts.insecure or value
-        elif param.name == "timeout":
+        elif param.name in ("timeout", "lock_timeout"):
             if value is not None:
-                opts.timeout = value
+                setattr(opts, param.name, value)
         elif param.name == "json":
             opts.json = opts.json or value
         return value
@@ -196,6 +236,15 @@ def common_options(func: F) -> F:
             help="Seconds per request (default 10).",
         ),
         click.option(
+            "--lock-timeout",
+            "lock_timeout",
+            type=Seconds(0),
+            default=None,
+            expose_value=False,
+            callback=merge,
+            help="Seconds to wait for another command on the same environment (default 30).",
+        ),
+        click.option(
             "--json",
             "json",
             is_flag=True,
@@ -230,9 +279,10 @@ def cli(ctx: click.Context, plan: Path | None) -> None:
 
     \b
     Example:
-      rollout plan staging
+      rollout demo
+      rollout advance staging
       rollout verify staging
-      rollout render production --format nginx
+      rollout revert production
     """
     ctx.ensure_object(Options).plan = plan
 

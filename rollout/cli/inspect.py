@@ -7,16 +7,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from rollout.cli import Options, common_options, emit_json
+from rollout.names import stage_label as _label
 
 if TYPE_CHECKING:
     from rollout.ladder import Stage
     from rollout.plan import Environment, Plan
-    from rollout.settings import StageSettings
-    from rollout.store import HistoryRecord
-
-
-def _label(stage: int | None) -> int | str:
-    return "off" if stage is None else stage
 
 
 def _gates(gates: tuple[str, ...]) -> str:
@@ -49,7 +44,7 @@ def plan_command(opts: Options, env: str | None) -> None:
       rollout plan production --json
     """
     from rollout import ladder
-    from rollout.plan import CSP, CSP_RO, HSTS
+    from rollout.names import CSP, CSP_RO, HSTS
 
     plan = opts.load_plan()
     environment = opts.environment(plan, env) if env is not None else None
@@ -93,7 +88,7 @@ def plan_command(opts: Options, env: str | None) -> None:
 
 
 def _env_summary(env: Environment) -> list[str]:
-    from rollout.ladder import format_duration
+    from rollout.durations import format_duration
 
     soak = (
         '"max-age" (the current stage\'s max-age)'
@@ -133,79 +128,78 @@ def _plan_json(plan: Plan, stages: list[Stage], env: Environment | None) -> dict
 
 def _status(plan: Plan, name: str) -> dict[str, Any]:
     """One environment's status as the JSON object `status --json` prints."""
-    from rollout import ladder, store
+    from datetime import UTC, datetime
+
+    from rollout import gates, history, ladder, lockfile, store
 
     env = plan.environment(name)
     written = store.read_settings(plan, name)
     current = written or ladder.settings_for(plan, name, None)
-    records = store.read_history(plan, name)
+    log = history.load(plan, name)
+    records = log.records
     stages = ladder.build(plan)
-    verified = _verified(records, current.stage)
-    last = store.last_verify(records)
-    moved = store.last_transition(records)
-    since = moved.time if moved and moved.to == current.stage else (current.updated or None)
+    now = datetime.now(UTC)
+    verified = history.verified(records, current.stage)
+    last = history.last_verify(records)
+    since = gates.entered_at(records, current.stage, current.updated)
+    holder = lockfile.holder(store.lock_path(plan, name))
+    horizon = history.hsts_horizon(records, now)
     out: dict[str, Any] = {
         "environment": name,
         "stage": _label(current.stage),
         "name": current.name,
         "ok": verified,
-        "since": since,
+        "since": history.format_time(since) if since else None,
         "app": dict(current.app),
         "edge": dict(current.edge),
         "last_verify": None
         if last is None
         else {"time": last.time, "stage": _label(last.to), "ok": last.verified},
-        "next": None,
+        # Until when some browsers keep a longer max-age than the one sent now (a revert).
+        "hsts_until": history.format_time(horizon) if horizon else None,
+        # A command died between writing the stage file and recording it.
+        "interrupted": None if holder is not None else history.interrupted(records, current.stage),
+        "in_progress": None
+        if holder is None
+        else {k: holder.get(k) for k in ("pid", "user", "host", "command", "since")},
+        "torn_history_lines": log.torn,
         # The plan changed since the file was written: what the next write will change.
         "drift": store.drift(plan, written) if written is not None else [],
+        "next": None,
+        "command": None,
     }
     nxt = ladder.next_stage(stages, current.stage)
     if nxt is None:
+        out["command"] = f"none: {name} is at the top of the ladder"
         return out
-    waiting = [] if verified else ["verified"]
-    at = store.parse_time(since) if since else None
-    here = None if current.stage is None else stages[current.stage]
-    may = ladder.when_may_advance(at, here, env) if at else None
-    if ladder.SOAK in nxt.gates and (may is None or may > _now()):
-        waiting.append("soak")
-    if env.after is not None:
-        other = store.read_settings(plan, env.after)
-        reached = _reached(other, store.read_history(plan, env.after))
-        if reached is None or reached < nxt.index:
-            waiting.append("after")
+    here = ladder.stage_at(plan, current.stage)
+    soak = gates.soak(env, here, since, now) if ladder.SOAK in nxt.gates else None
+    waiting = [] if soak is None or soak.ok else ["soak"]
+    if env.after is not None and not gates.after(plan, env, nxt).ok:
+        waiting.append("after")
     out["next"] = {
         "stage": nxt.index,
         "name": nxt.name,
         "gates": list(ladder.gates_for(nxt, env)),
-        "may_advance_at": may.strftime("%Y-%m-%dT%H:%M:%SZ") if may else None,
+        "may_advance_at": history.format_time(soak.ends_at) if soak and soak.ends_at else None,
         "waiting_for": waiting,
     }
+    if out["interrupted"]:
+        out["command"] = (
+            f"rollout verify {name}, then rollout advance {name} or rollout revert {name}"
+        )
+    elif holder is not None:
+        out["command"] = f"wait: another command holds {name}'s lock"
+    elif not waiting:
+        out["command"] = f"rollout advance {name}"
+    else:
+        why = []
+        if "soak" in waiting and soak is not None:
+            why.append(f"soak ({soak.reason})")
+        if "after" in waiting:
+            why.append(f"{env.after} to reach and verify stage {nxt.index}")
+        out["command"] = f"wait for {' and '.join(why)}, then rollout advance {name}"
     return out
-
-
-def _now() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)
-
-
-def _verified(records: list[HistoryRecord], stage: int | None) -> bool:
-    """Whether the last verify since the environment entered its stage passed there."""
-    for r in reversed(records):
-        if r.action != "verify":
-            return r.verified and r.to == stage
-        if r.to == stage:
-            return r.verified
-    return False
-
-
-def _reached(current: StageSettings | None, records: list[HistoryRecord]) -> int | None:
-    """The highest stage an environment has reached and verified (None: not even stage 0)."""
-    if current is None or current.stage is None:
-        return None
-    if _verified(records, current.stage):
-        return current.stage
-    return current.stage - 1 if current.stage > 0 else None
 
 
 @click.command("status")
@@ -246,6 +240,18 @@ def _status_lines(r: dict[str, Any]) -> list[str]:
     if not r["app"] and not r["edge"]:
         lines.append("  (no headers)")
     lines += [f"  drift {line}" for line in r["drift"]]
+    if r["interrupted"]:
+        lines.append(f"  ! interrupted transition: {r['interrupted']}")
+    if r["in_progress"]:
+        p = r["in_progress"]
+        lines.append(f"  ! in progress: pid {p['pid']} running {p['command']} since {p['since']}")
+    if r["torn_history_lines"]:
+        torn = ", ".join(map(str, r["torn_history_lines"]))
+        lines.append(f"  ! history: torn line(s) {torn} skipped (a crash mid-append)")
+    if r["hsts_until"]:
+        lines.append(
+            f"  ! rollback horizon: some browsers enforce a longer max-age until {r['hsts_until']}"
+        )
     last = r["last_verify"]
     if last is None:
         lines.append("  last verify: never")
@@ -256,12 +262,10 @@ def _status_lines(r: dict[str, Any]) -> list[str]:
     if nxt is None:
         lines.append("  next: none, the top of the ladder")
         return lines
-    text = f"  next: {nxt['stage']} {nxt['name']}"
+    text = f"  next: stage {nxt['stage']} {nxt['name']}"
     if nxt["may_advance_at"]:
         text += f", soak over at {nxt['may_advance_at']}"
-    waiting = nxt["waiting_for"]
-    text += f"; waiting for: {', '.join(waiting)}" if waiting else "; may advance now"
-    return [*lines, text]
+    return [*lines, text, f"  run: {r['command']}"]
 
 
 @click.command("history")
@@ -275,11 +279,11 @@ def history(opts: Options, env: str) -> None:
       rollout history staging
       rollout history production --json
     """
-    from rollout import store
+    from rollout import history as log
 
     plan = opts.load_plan()
     name = plan.environment(env).name
-    records = store.read_history(plan, name)
+    records = log.read(plan, name)
     if opts.json:
         emit_json({"environment": name, "ok": True, "history": [r.to_json() for r in records]})
         return

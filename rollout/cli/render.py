@@ -4,18 +4,8 @@ from __future__ import annotations
 
 import click
 
-from rollout.cli import Options, common_options, emit_json
-from rollout.errors import InputError
+from rollout.cli import STAGE, Options, StageChoice, common_options, emit_json
 from rollout.render import DJANGO_VERSIONS, FORMATS
-
-
-def parse_stage(text: str) -> int | None:
-    """`--stage` as a ladder index, or None for off."""
-    if text.strip().lower() == "off":
-        return None
-    if not text.strip().isdigit():
-        raise InputError(f'--stage: {text!r} is not a stage number or "off"')
-    return int(text)
 
 
 @click.command("render")
@@ -28,7 +18,7 @@ def parse_stage(text: str) -> int | None:
     show_default=True,
     help="The layer to render for.",
 )
-@click.option("--stage", "stage", metavar="N|off", help="Render this stage, not the current one.")
+@click.option("--stage", "stage", type=STAGE, help="Render this stage, not the current one.")
 @click.option(
     "--django",
     "django",
@@ -38,7 +28,7 @@ def parse_stage(text: str) -> int | None:
     help="Django major version: 5 sends CSP through rollout's middleware, 6 through SECURE_CSP.",
 )
 @common_options
-def render(opts: Options, env: str, fmt: str, stage: str | None, django: str) -> None:
+def render(opts: Options, env: str, fmt: str, stage: StageChoice | None, django: str) -> None:
     """Print ENV's stage as configuration for one layer.
 
     nginx and apache get the edge-owned headers (a snippet to include); django gets the
@@ -53,23 +43,23 @@ def render(opts: Options, env: str, fmt: str, stage: str | None, django: str) ->
       rollout render production --format headers --stage 3
     """
     from rollout import ladder, store
+    from rollout.names import stage_label
     from rollout.render import render as render_stage
 
-    wanted = parse_stage(stage) if stage is not None else None
     plan = opts.load_plan()
     environment = opts.environment(plan, env)  # refuses an unknown environment
     settings = None
     if stage is None:  # the current stage; a missing file is stage off
         settings = store.read_settings(plan, environment.name)
     if settings is None:
-        settings = ladder.settings_for(plan, environment.name, wanted)
+        settings = ladder.settings_for(plan, environment.name, stage.stage if stage else None)
     path = store.settings_path(plan, environment.name)
     text = render_stage(settings, fmt, django=int(django), settings_path=path)
     if opts.json and fmt != "json":
         emit_json(
             {
                 "environment": settings.environment,
-                "stage": settings.label if settings.stage is None else settings.stage,
+                "stage": stage_label(settings.stage),
                 "ok": True,
                 "format": fmt,
                 "text": text,

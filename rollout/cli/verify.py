@@ -9,33 +9,25 @@ from typing import TYPE_CHECKING
 
 import click
 
-from rollout.cli import Options, Seconds, common_options, emit_json
-from rollout.errors import InputError, RolloutError
-from rollout.settings import OFF
+from rollout.cli import STAGE, Options, Seconds, StageChoice, common_options, emit_json
+from rollout.errors import RolloutError
+from rollout.names import OFF
 
 if TYPE_CHECKING:
     from rollout.checks import Check
     from rollout.plan import Plan
     from rollout.probe import ProbeOptions
+    from rollout.settings import StageSettings
     from rollout.verify import Report
 
 DEFAULT_DEADLINE = 300.0
 
 
-def parse_stage(value: str | None) -> int | str | None:
-    """--stage N|off as a stage number, None for off, or "" when not given."""
-    if value is None:
-        return ""
-    if value.strip().lower() == OFF:
-        return None
-    if value.strip().isdigit():
-        return int(value)
-    raise InputError(f"--stage: {value!r} is not a stage number or 'off'")
-
-
 @click.command("verify")
 @click.argument("env_name", metavar="ENV")
-@click.option("--stage", metavar="N|off", help="Verify this stage instead of the current one.")
+@click.option(
+    "--stage", type=STAGE, default=None, help="Verify this stage instead of the current one."
+)
 @click.option(
     "--concurrency",
     type=click.IntRange(1, 1024),
@@ -57,7 +49,7 @@ def parse_stage(value: str | None) -> int | str | None:
 def verify(
     opts: Options,
     env_name: str,
-    stage: str | None,
+    stage: StageChoice | None,
     concurrency: int,
     deadline: float,
     subdomains: bool,
@@ -73,17 +65,16 @@ def verify(
       rollout verify staging --connect-to staging.example.test:443:127.0.0.1:8443
     """
     from rollout import ladder, store
+    from rollout.orchestrate import record_verify
     from rollout.probe import ProbeOptions
     from rollout.verify import verify as run_verify
 
-    wanted = parse_stage(stage)
     plan = opts.load_plan()
     env = opts.environment(plan, env_name)
     current = store.read_settings(plan, env.name)
     current_stage = None if current is None else current.stage
-    target = current_stage if wanted == "" else wanted
-    assert not isinstance(target, str)
-    if wanted == "" and current is not None:
+    target = current_stage if stage is None else stage.stage
+    if stage is None and current is not None:
         expected = current
     else:
         expected = ladder.settings_for(plan, env.name, target)
@@ -97,7 +88,10 @@ def verify(
     recorded: RolloutError | None = None
     if target == current_stage:
         try:
-            _record(plan, env.name, current_stage, report, insecure=opts.insecure)
+            # Under the lock, so a record never lands inside another command's transition.
+            with store.lock(plan, env.name, timeout=opts.lock_timeout):
+                if _unchanged(plan, env.name, current):
+                    record_verify(plan, env.name, current_stage, report)
         except RolloutError as exc:
             recorded = exc  # the report still prints: it is what the user came for
     if opts.json:
@@ -115,22 +109,17 @@ def verify(
         raise click.exceptions.Exit(1)
 
 
-def _record(
-    plan: Plan, env_name: str, stage: int | None, report: Report, *, insecure: bool
-) -> None:
-    """Append the result of verifying the current stage to the environment's history."""
+def _unchanged(plan: Plan, env_name: str, before: StageSettings | None) -> bool:
+    """Whether the stage file still holds what was verified (no transition in between)."""
     from rollout import store
 
-    failed = len(report.failures)
-    reason = "all checks passed" if report.ok else f"{failed} checks failed"
-    # Without certificate checks nothing proved that browsers would accept the site,
-    # so such a run is recorded but never counts as the stage's verification.
-    if insecure:
-        reason += " with --insecure (certificates not checked); not counted as verified"
-    record = store.new_record(
-        "verify", stage, stage, reason=reason, verified=report.ok and not insecure
+    now = store.read_settings(plan, env_name)
+    return (now is None and before is None) or (
+        now is not None
+        and before is not None
+        and now.stage == before.stage
+        and dict(now.app) == dict(before.app)
     )
-    store.append_history(plan, env_name, record)
 
 
 def use_color() -> bool:

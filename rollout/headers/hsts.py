@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from rollout.errors import HeaderValueError
 from rollout.headers.value import OWS, TCHAR, clean, describe
+from rollout.names import ONE_YEAR
 
-ONE_YEAR = 31536000  # browsers cap max-age here; hstspreload.org's minimum
 _FLAGS = {"includesubdomains": "includeSubDomains", "preload": "preload"}
 # Python refuses to convert longer digit strings, and no real max-age comes close.
 _MAX_DIGITS = 30

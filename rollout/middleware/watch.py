@@ -14,23 +14,18 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from rollout.errors import SettingsError
+from rollout.names import FIELD_VALUE, HEADER_NAME, HSTS
 from rollout.settings import StageSettings, loads
 
 logger = logging.getLogger("rollout.middleware")
 
-HSTS = "strict-transport-security"
-
-# Checked again here, whatever settings.loads let through: a value that reaches a response
-# must be one visible-ASCII line, never a header injection.
-_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")
-_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?")
+_HSTS_BYTES = HSTS.encode()
 
 Header = tuple[bytes, bytes]
 FileKey = tuple[int, int, int] | None  # (mtime_ns, size, inode); None when absent
@@ -54,13 +49,15 @@ class Snapshot:
         """Precompute a settings version's header lists once."""
         pairs = tuple(settings.app.items()) if settings is not None else ()
         for name, value in pairs:
-            if not (_NAME.fullmatch(name) and _VALUE.fullmatch(value)):
+            # Checked again whatever loads let through: a value that reaches a response
+            # must be one visible-ASCII line, never a header injection.
+            if not (HEADER_NAME.fullmatch(name) and FIELD_VALUE.fullmatch(value)):
                 raise SettingsError(f"app.{name}: {value!r} is not a one-line header value")
         # Title-Case for frameworks that keep the name as given (Django); ASGI wants lower.
         titled = tuple(("-".join(w.capitalize() for w in n.split("-")), v) for n, v in pairs)
         # Header values are visible ASCII (settings.loads checks), so latin-1 is exact.
         https = tuple((n.encode("latin-1"), v.encode("latin-1")) for n, v in pairs)
-        http = tuple(h for h in https if h[0] != b"strict-transport-security")
+        http = tuple(h for h in https if h[0] != _HSTS_BYTES)
         return cls(
             settings=settings,
             https=https,

@@ -7,15 +7,9 @@ from pathlib import Path
 
 from rollout.errors import HeaderValueError
 from rollout.headers import csp, hsts
+from rollout.names import CSP, CSP_RO, HSTS, NOSNIFF, REFERRER, XFO
 from rollout.render import display_name, title
 from rollout.settings import StageSettings
-
-HSTS = "strict-transport-security"
-CSP = "content-security-policy"
-CSP_RO = "content-security-policy-report-only"
-NOSNIFF = "x-content-type-options"
-REFERRER = "referrer-policy"
-XFO = "x-frame-options"
 
 COOP = "cross-origin-opener-policy"
 XFO_MIDDLEWARE = "django.middleware.clickjacking.XFrameOptionsMiddleware"
