@@ -80,6 +80,9 @@ def plan_command(opts: Options, env: str | None) -> None:
             name = f"{CSP}[-report-only]"
             value = f"{value}  ({when})"
         lines.append(f"  {name}{owner(name.split('[')[0])}: {value}")
+    lines += [f"Note: {line}" for line in plan.ladder.unreached_defaults()]
+    if plan.ladder.include_subdomains_from is False:
+        lines.append("Note: include-subdomains-from = false: no stage adds includeSubDomains")
     if environment is not None:
         off = ladder.settings_for(plan, environment.name, None)
         sent = ", ".join(off.edge) or "nothing"
@@ -121,6 +124,7 @@ def _plan_json(plan: Plan, stages: list[Stage], env: Environment | None) -> dict
             row["gates"] = list(ladder.gates_for(stage, env)) if stage else []
         rows.append(row)
     out: dict[str, Any] = {"plan": str(plan.path), "ok": True, "stages": rows}
+    out["notes"] = plan.ladder.unreached_defaults()
     if env is not None:
         out["environment"] = env.name
     return out

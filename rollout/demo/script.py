@@ -22,11 +22,14 @@ ENV = "staging"
 HOST = "shop.demo.test"
 SUBDOMAIN = f"api.{HOST}"
 EDGE = {"x-content-type-options": "nosniff", "x-frame-options": "DENY"}
+CSP = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'self'; " + (
+    "frame-ancestors 'none'"
+)
 
 PLAN = """\
 # The demo's plan: the default ladder plus preload, no soak, on loopback.
 [policy]
-content-security-policy = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
+content-security-policy = "{csp}"
 permissions-policy = "geolocation=(), camera=(), microphone=()"
 referrer-policy = "strict-origin-when-cross-origin"
 x-frame-options = "{xfo}"
@@ -78,6 +81,7 @@ def run(*, keep: bool, echo: Callable[[str], None], settle: float = 10.0) -> int
         plan.write_text(
             PLAN.format(
                 env=ENV,
+                csp=CSP,
                 host=HOST,
                 subdomain=SUBDOMAIN,
                 connect_to=f'["{connect}"]',
