@@ -13,6 +13,7 @@ import argparse
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +25,25 @@ CASES = {
     "rollout --help": ["-m", "rollout", "--help"],
     "rollout plan (loads the plan)": ["-m", "rollout", "--plan", str(PLAN), "plan"],
     "rollout status --json": ["-m", "rollout", "--plan", str(PLAN), "status", "--json"],
+    "rollout revert --help": ["-m", "rollout", "revert", "--help"],
 }
+
+
+def _incident_plan() -> Path:
+    """A copy of the example plan with staging at stage 3, for `revert --dry-run`."""
+    from rollout import history, ladder, store
+    from rollout.plan import load_plan
+
+    folder = Path(tempfile.mkdtemp(prefix="rollout-bench-"))
+    (folder / "plan.toml").write_text(PLAN.read_text())
+    plan = load_plan(folder / "plan.toml")
+    for stage in range(4):
+        store.write_settings(plan, ladder.settings_for(plan, "staging", stage))
+        history.append(
+            plan, "staging", history.new_record("advance", stage - 1 if stage else None, stage)
+        )
+        history.append(plan, "staging", history.new_record("verify", stage, stage, verified=True))
+    return folder / "plan.toml"
 
 
 def median_ms(argv: list[str], runs: int) -> float:
@@ -40,6 +59,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=15)
     runs = parser.parse_args().runs
+    # The incident path up to the first probe: read plan, stage file and history, pick the
+    # target, print the rollback (a dry run probes nothing, so only start-up is measured).
+    incident = _incident_plan()
+    CASES["rollout revert --dry-run (incident start-up)"] = [
+        "-m", "rollout", "--plan", str(incident), "revert", "staging", "--dry-run",
+    ]  # fmt: skip
     results = {name: median_ms(argv, runs) for name, argv in CASES.items()}
     base = results["python -c pass"]
     print(f"{'command':45} {'median ms':>10} {'x bare python':>14}")

@@ -511,3 +511,23 @@ def test_revert_to_a_stage_the_ladder_lacks_is_bad_input(site: Site, rollout: Ru
     assert "there is no stage 9" in result.err
     bad = revert(rollout, plan, "--to", "top")
     assert (bad.code, bad.err) == (2, "rollout: --to: 'top' is not a stage number or \"off\"\n")
+
+
+def test_revert_from_preload_warns_and_checks_the_preload_list(site: Site, rollout: Run) -> None:
+    """Leaving a preload stage says preload lists take months and checks Chromium's list."""
+    plan = site.write_plan(ladder_keys="preload = true")
+    climb(rollout, plan, 7)
+    result = revert(rollout, plan)
+    assert result.code == 0, result.out
+    notes = [line for line in result.out.splitlines() if line.startswith("! ")]
+    assert notes[0].startswith("! the stage had preload: leaving browsers' preload lists takes")
+    assert notes[1].startswith("! shop.demo.test is not on Chromium's preload list (hstspreload ")
+    assert site.stage() == 6
+
+
+def test_preload_list_lookup_knows_a_preloaded_domain() -> None:
+    """The list the hstspreload package ships names well-known preloaded domains."""
+    from rollout.cli.orchestrate import _preload_list
+
+    assert _preload_list("github.com").startswith("github.com is on Chromium's preload list")
+    assert _preload_list("example.com").startswith("example.com is not on")

@@ -156,14 +156,20 @@ def revert(
 def _preload_list(host: str) -> str:
     """Whether host is on Chromium's preload list, as the `hstspreload` package ships it."""
     try:
-        import hstspreload  # type: ignore[import-not-found,unused-ignore]
+        import hstspreload
     except ImportError:
         return (
             f"{host}: install rollout[preload] (the hstspreload package) to check it "
             "against Chromium's preload list"
         )
     version = getattr(hstspreload, "__version__", "?")
-    listed = hstspreload.in_hsts_preload(host)
+    import warnings
+
+    with warnings.catch_warnings():
+        # hstspreload 2025.1 reads its list with importlib.resources.open_binary, which
+        # warns on Python >= 3.11; the lookup itself is sound.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        listed = hstspreload.in_hsts_preload(host)
     where = "is on" if listed else "is not on"
     return f"{host} {where} Chromium's preload list (hstspreload {version})"
 

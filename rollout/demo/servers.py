@@ -26,10 +26,10 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from rollout.middleware.asgi import ASGIApp, Receive, Scope, SecurityHeaders, Send
+from rollout.names import HSTS
 
 __all__ = ["LocalEnvironment", "start"]
 
-HSTS = "strict-transport-security"
 START_TIMEOUT = 10.0  # seconds; a healthy start takes a fraction of one
 STOP_TIMEOUT = 5.0
 

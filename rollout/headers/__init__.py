@@ -10,6 +10,7 @@ from typing import Any
 from rollout.errors import HeaderValueError
 from rollout.headers import csp, hsts, permissions, simple
 from rollout.headers.value import check_name, check_value
+from rollout.names import CSP, CSP_RO, HSTS, NOSNIFF, PERMISSIONS, REFERRER, XFO
 
 __all__ = ["compare", "grammar_names", "normalise", "validate", "warnings"]
 
@@ -31,12 +32,10 @@ def _none(_: object) -> list[str]:
 
 _CSP = _Grammar(csp.parse, partial(csp.parse, strict=True), csp.diff, csp.warnings, csp.normalise)
 _GRAMMARS: dict[str, _Grammar] = {
-    "strict-transport-security": _Grammar(
-        hsts.parse, hsts.parse, hsts.diff, hsts.warnings, hsts.normalise
-    ),
-    "content-security-policy": _CSP,
-    "content-security-policy-report-only": _CSP,
-    "permissions-policy": _Grammar(
+    HSTS: _Grammar(hsts.parse, hsts.parse, hsts.diff, hsts.warnings, hsts.normalise),
+    CSP: _CSP,
+    CSP_RO: _CSP,
+    PERMISSIONS: _Grammar(
         permissions.parse,
         partial(permissions.parse, strict=True),
         permissions.diff,
@@ -59,9 +58,9 @@ def _simple(parse: Callable[..., Any]) -> _Grammar:
     )
 
 
-_GRAMMARS["x-frame-options"] = _simple(simple.parse_frame_options)
-_GRAMMARS["x-content-type-options"] = _simple(simple.parse_content_type_options)
-_GRAMMARS["referrer-policy"] = _simple(simple.parse_referrer_policy)
+_GRAMMARS[XFO] = _simple(simple.parse_frame_options)
+_GRAMMARS[NOSNIFF] = _simple(simple.parse_content_type_options)
+_GRAMMARS[REFERRER] = _simple(simple.parse_referrer_policy)
 _OTHER = _Grammar(
     simple.parse_other,
     simple.parse_other,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rollout.errors import SettingsError
-from rollout.names import FIELD_VALUE, HEADER_NAME, HSTS
+from rollout.names import CSP, CSP_RO, FIELD_VALUE, HEADER_NAME, HSTS
 from rollout.settings import StageSettings, loads
 
 logger = logging.getLogger("rollout.middleware")
@@ -71,9 +71,9 @@ class Snapshot:
 
 
 def _csp_mode(app: dict[str, str]) -> bool | None:
-    if "content-security-policy" in app:
+    if CSP in app:
         return True
-    if "content-security-policy-report-only" in app:
+    if CSP_RO in app:
         return False
     return None
 

@@ -1,0 +1,36 @@
+"""`rollout demo` as a new user runs it: one command, real servers, exit 0, a clean machine."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_runs_the_whole_job_and_cleans_up() -> None:
+    """The demo climbs off -> preload, reverts twice, prints its summary and leaves no folder."""
+    before = set(Path(tempfile.gettempdir()).glob("rollout-demo-*"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "rollout", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[-1].startswith("✓ demo done in ")
+    assert lines[-1].endswith(
+        "8 advances from stage off to preload, each verified live; 2 reverts, each "
+        "confirming the edge's headers survived; the last one sent max-age=0 to clear HSTS"
+    )
+    assert sum(line.startswith("✓ staging is at stage ") for line in lines) == 8
+    assert "✓ staging is at stage 7 (preload), verified live" in lines
+    assert "✓ staging reverted to stage off, confirmed live; 2 edge-owned headers survived" in lines
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert set(Path(tempfile.gettempdir()).glob("rollout-demo-*")) == before
