@@ -88,7 +88,9 @@ def _survived(url: str, name: str, was: list[str], now: list[str]) -> Check:
     else:
         differs = headers.compare(name, expected, now[0])
         ok = differs is None
-        message = "survived the revert" if ok else f"changed by the revert: {differs}"
+        # compare() words it against "the stage"; here the reference is what the edge sent.
+        said = (differs or "").replace("the stage wants", "before the revert it was")
+        message = "survived the revert" if ok else f"changed by the revert: {said}"
     return checks.check(
         checks.EDGE_LOST,
         "edge",

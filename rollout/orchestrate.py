@@ -31,7 +31,7 @@ from typing import Final, TypeVar
 
 from rollout import confirm, gates, history, ladder, store
 from rollout.checks import Check
-from rollout.errors import HeaderValueError, InputError
+from rollout.errors import HeaderValueError, InputError, SettingsError
 from rollout.gates import Gate
 from rollout.headers import hsts as hsts_grammar
 from rollout.history import ADVANCE, REVERT, ROLLBACK, VERIFY
@@ -39,6 +39,7 @@ from rollout.names import CLEAR_HSTS, HSTS, Stage, stage_label
 from rollout.plan import Environment, Plan
 from rollout.probe import ProbeOptions
 from rollout.settings import StageSettings
+from rollout.settings import load as load_stage_file
 from rollout.verify import Report, verify
 
 SETTLE = 15.0  # seconds to wait for new values to show live
@@ -189,6 +190,7 @@ def _advance(
     target = ladder.next_stage(stages, current.stage)
     out = Outcome(env.name, ADVANCE, current.stage, None, current.stage, dry_run=dry_run)
     if target is None:
+        out.to = current.stage
         out.ok, out.noop = True, True
         out.message = f"{env.name} is at the top of the ladder ({_name(current)}); nothing to do"
         return out
@@ -252,6 +254,9 @@ def _advance(
         cause = f"apply failed for {_name(new)}: {_first_line(output)}"
     step(f"roll back to {_name(current)}: {cause}")
     store.write_settings(plan, dataclasses.replace(current, updated=""))
+    # The new max-age may have been live for a moment: browsers that saw it keep it.
+    was, went = _max_age(current.headers().get(HSTS)), _max_age(new.headers().get(HSTS))
+    horizon = history.horizon_after(now(), went) if applied and went > was else ""
     history.append(
         plan,
         env.name,
@@ -260,11 +265,22 @@ def _advance(
             new.stage,
             current.stage,
             reason=cause,
+            hsts_until=horizon,
             apply_output="" if applied else output[-_OUTPUT_KEPT:],
         ),
     )
-    back_applied, _ = _apply(plan, env, current, apply_timeout, step)
-    if back_applied:
+    out.hsts_until = horizon
+    back_applied, back_output = _apply(plan, env, current, apply_timeout, step)
+    if not back_applied:
+        out.notes.append(
+            f"apply failed for the rollback too: {_first_line(back_output)}; the previous "
+            "stage file is in place, but the app or edge may not have reloaded it"
+        )
+        record_verify(
+            plan, env.name, current.stage, None, reason=f"apply failed: {_first_line(back_output)}",
+            apply_output=back_output[-_OUTPUT_KEPT:],
+        )  # fmt: skip
+    else:
         step(f"wait up to {settle:g}s for {_name(current)} to show live again")
         again = _settle(lambda: verify(env, current, options=options), settle)
         record_verify(plan, env.name, current.stage, again)
@@ -320,11 +336,27 @@ def _revert(
     say: Say,
     preload_list: Callable[[str], str] | None,
 ) -> Outcome:
-    written = store.read_settings(plan, env.name)
+    misfit = ""
+    try:
+        written = store.read_settings(plan, env.name)
+    except SettingsError as exc:
+        # The incident command must not be blocked by a plan edited since the last
+        # transition: revert from what the file says (it is still well-formed), and
+        # write a target that fits the plan.
+        written = load_stage_file(store.settings_path(plan, env.name))
+        if written is None or written.environment != env.name:
+            raise
+        misfit = f"the stage file did not fit the plan ({exc}); reverted from what it says"
     current = written or ladder.settings_for(plan, env.name, None)
     records = history.read(plan, env.name)
     target = history.last_verified_below(records, current.stage) if isinstance(to, _Default) else to
     ladder.stage_at(plan, target)  # PlanError when the ladder has no such stage
+    if target is not None and (current.stage is None or target > current.stage):
+        # Going up without the gates would skip the subdomain and preload checks.
+        raise InputError(
+            f"{env.name}: stage {target} is above the current {_name(current)}; a revert "
+            "only goes down (advance climbs, through the gates)"
+        )
     new = dataclasses.replace(ladder.settings_for(plan, env.name, target), edge=dict(current.edge))
     if clear_hsts:
         if HSTS in env.edge:
@@ -341,6 +373,8 @@ def _revert(
         out.message = f"{env.name} is already at {_name(current)}; nothing to revert"
         return out
     out.notes, out.hsts_until = _hsts_notes(env, current, new, records, now, clear_hsts)
+    if misfit:
+        out.notes.insert(0, misfit)
     out.notes += _preload_notes(env, current, preload_list)
 
     def step(text: str) -> None:
@@ -399,17 +433,24 @@ def _revert(
     out.checks, out.report = found, report
     out.stage = new.stage
     ok = applied and not any(c.failed for c in found) and not report.insecure
-    record_verify(plan, env.name, new.stage, report, ok=ok)
+    record_verify(
+        plan, env.name, new.stage, report, ok=ok,
+        reason="" if applied else f"apply failed: {_first_line(output)}",
+        apply_output="" if applied else output[-_OUTPUT_KEPT:],
+    )  # fmt: skip
     out.ok = ok
+    bad = next((c for c in found if c.failed), None)
     if ok:
         kept = f"; {len(edge_names)} edge-owned headers survived" if edge_names else ""
         out.message = f"{env.name} reverted to {_name(new)}, confirmed live{kept}"
+        return out
+    if bad is not None:
+        what = f"{bad.probe} {bad.url} {bad.header or ''}: {bad.message}"
+    elif report.insecure:
+        what = "probed without certificate checks, which proves nothing to browsers"
     else:
-        bad = next((c for c in found if c.failed), None)
-        what = f"{bad.probe} {bad.url} {bad.header or ''}: {bad.message}" if bad else "apply failed"
-        out.message = (
-            f"{env.name} reverted to {_name(new)}, NOT confirmed: {' '.join(what.split())}"
-        )
+        what = f"apply failed: {_first_line(output)}"
+    out.message = f"{env.name} reverted to {_name(new)}, NOT confirmed: {' '.join(what.split())}"
     return out
 
 
@@ -434,8 +475,9 @@ def _hsts_notes(
     until = history.horizon_after(now, was)
     if earlier is not None and history.format_time(earlier) > until:
         until = history.format_time(earlier)
+    now_sent = f"to {will}" if HSTS in new.app else "to nothing (no HSTS is sent)"
     notes = [
-        f"max-age goes down from {was} to {will}: browsers keep the longest max-age they "
+        f"max-age goes down from {was} {now_sent}: browsers keep the longest max-age they "
         f"have seen, so some enforce https for this host until {until} (the rollback "
         "horizon, in status and history)"
     ]
@@ -483,18 +525,33 @@ def _max_age(value: str | None) -> int:
 
 
 def record_verify(
-    plan: Plan, env_name: str, stage: Stage, report: Report, *, ok: bool | None = None
+    plan: Plan,
+    env_name: str,
+    stage: Stage,
+    report: Report | None,
+    *,
+    ok: bool | None = None,
+    reason: str = "",
+    apply_output: str = "",
 ) -> None:
     """Append a live check's result to the history; without certificate checks it is
-    recorded but never counts as the stage's verification."""
-    passed = report.ok if ok is None else ok
-    failed = len(report.failures)
-    why = "all checks passed" if passed else f"{failed or 'some'} checks failed"
-    if report.insecure:
+    recorded but never counts as the stage's verification. No report: nothing was checked."""
+    insecure = report is not None and report.insecure
+    passed = (report is not None and report.ok) if ok is None else ok
+    if reason:
+        why = reason
+    elif report is None:
+        why = "not checked"
+    elif passed:
+        why = "all checks passed"
+    else:
+        why = f"{len(report.failures) or 'some'} checks failed"
+    if insecure:
         why += " without certificate checks; not counted as verified"
     record = history.new_record(
-        VERIFY, stage, stage, reason=why, verified=passed and not report.insecure
-    )
+        VERIFY, stage, stage, reason=why, verified=passed and not insecure,
+        apply_output=apply_output,
+    )  # fmt: skip
     history.append(plan, env_name, record)
 
 
@@ -567,8 +624,12 @@ def _shell(argv: Sequence[str] | None) -> str:
 
 
 def _first_line(text: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip()]
-    return " / ".join(lines[:2])[:200] if lines else "no output"
+    """How apply ended and the last thing it printed (errors come last), on one line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return "no output"
+    shown = lines[:1] + lines[-1:] if len(lines) > 1 else lines
+    return " / ".join(shown)[:300]
 
 
 def _utcnow() -> datetime:

@@ -332,7 +332,9 @@ class Environment(_Model):
             seconds = parse_duration(value)
             if seconds is not None:
                 return seconds
-        raise ValueError(f'{_show(value)} is not a duration like 30s, 15m, 24h, 7d or "max-age"')
+        raise ValueError(
+            f'{_show(value)} is not a duration like 30s, 15m, 24h, 7d, 1y or "max-age"'
+        )
 
 
 def _show(value: Any) -> str:

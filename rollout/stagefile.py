@@ -157,6 +157,8 @@ def drift(plan: Plan, current: StageSettings) -> list[str]:
         for name in sorted(set(want) | set(have)):
             if table == "edge" and (name == HSTS or (name == CSP and current.stage is None)):
                 continue  # left by the last advance (or a revert to off), not by the plan
+            if table == "app" and name in have and _cleared(name, have[name]):
+                continue  # max-age=0 was written by a revert on purpose, not by the plan
             if name not in have:
                 lines.append(f"{table}.{name}: the plan sends {want[name]!r}; the file does not")
             elif name not in want:

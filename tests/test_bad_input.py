@@ -426,19 +426,22 @@ BAD_PLANS = [
     pytest.param(
         env('soak = "1 hour"'),
         (
-            "environments.staging.soak: '1 hour' is not a duration like 30s, 15m, 24h, 7d or "
+            "environments.staging.soak: '1 hour' is not a duration like 30s, 15m, 24h, 7d, 1y or "
             '"max-age"'
         ),
         id="soak-words",
     ),
     pytest.param(
         env("soak = 3600"),
-        'environments.staging.soak: 3600 is not a duration like 30s, 15m, 24h, 7d or "max-age"',
+        'environments.staging.soak: 3600 is not a duration like 30s, 15m, 24h, 7d, 1y or "max-age"',
         id="soak-int",
     ),
     pytest.param(
         env('soak = "3mo"'),
-        "environments.staging.soak: '3mo' is not a duration like 30s, 15m, 24h, 7d or \"max-age\"",
+        (
+            "environments.staging.soak: '3mo' is not a duration like 30s, 15m, 24h, 7d, 1y "
+            'or "max-age"'
+        ),
         id="soak-unit",
     ),
     pytest.param(
@@ -492,7 +495,7 @@ def test_bad_plan_with_json_prints_the_error_object(
     result = rollout("status", "--json", "--plan", str(plan))
     line = (
         f"{plan}: environments.staging.soak: '1 hour' is not a duration like "
-        '30s, 15m, 24h, 7d or "max-age"'
+        '30s, 15m, 24h, 7d, 1y or "max-age"'
     )
     refused(result, line)
     assert json.loads(result.out) == {"ok": False, "error": line}

@@ -531,3 +531,31 @@ def test_preload_list_lookup_knows_a_preloaded_domain() -> None:
 
     assert _preload_list("github.com").startswith("github.com is on Chromium's preload list")
     assert _preload_list("example.com").startswith("example.com is not on")
+
+
+def test_revert_never_climbs(site: Site, rollout: Run) -> None:
+    """--to a stage above the current one is refused: climbing goes through advance's gates."""
+    plan = site.write_plan()
+    climb(rollout, plan, 0)
+    result = revert(rollout, plan, "--to", "5")
+    assert (result.code, result.err) == (
+        2,
+        "rollout: staging: stage 5 is above the current stage 0 (hsts-30s); a revert only "
+        "goes down (advance climbs, through the gates)\n",
+    )
+    assert site.stage() == 0
+
+
+def test_revert_runs_when_the_plan_changed_under_the_stage_file(site: Site, rollout: Run) -> None:
+    """A plan edited since the last transition does not block the incident command."""
+    plan = site.write_plan()
+    climb(rollout, plan, 1)
+    # The plan now gives referrer-policy to the edge, which the file still has in [app].
+    plan.write_text(
+        plan.read_text().replace('"x-frame-options"]', '"x-frame-options", "referrer-policy"]')
+    )
+    assert rollout("status", ENV, "--plan", str(plan)).code == 2
+    result = revert(rollout, plan)
+    assert result.code == 0, result.out
+    assert "! the stage file did not fit the plan (" in result.out
+    assert site.stage() == 0

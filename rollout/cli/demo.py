@@ -19,6 +19,7 @@ from pathlib import Path
 
 import click
 
+from rollout.cli import Seconds
 from rollout.errors import InputError
 
 ENV = "staging"
@@ -179,7 +180,11 @@ def _keep(plan: Path, local: object, echo: Callable[[str], None]) -> None:
 @click.command("demo")
 @click.option("--keep", is_flag=True, help="Leave the environment running to play with.")
 @click.option(
-    "--settle", type=float, default=10.0, show_default=True, help="Seconds each step may settle."
+    "--settle",
+    type=Seconds(0),
+    default=10.0,
+    show_default=True,
+    help="Seconds each step may wait for new values to show live.",
 )
 def demo(keep: bool, settle: float) -> None:
     """Run the whole job on loopback: real servers with TLS, every stage, two reverts.
