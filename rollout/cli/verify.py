@@ -15,9 +15,7 @@ from rollout.names import OFF
 
 if TYPE_CHECKING:
     from rollout.checks import Check
-    from rollout.plan import Plan
     from rollout.probe import ProbeOptions
-    from rollout.settings import StageSettings
     from rollout.verify import Report
 
 DEFAULT_DEADLINE = 300.0
@@ -71,29 +69,34 @@ def verify(
 
     plan = opts.load_plan()
     env = opts.environment(plan, env_name)
-    current = store.read_settings(plan, env.name)
-    current_stage = None if current is None else current.stage
-    target = current_stage if stage is None else stage.stage
-    if stage is None and current is not None:
-        expected = current
-    else:
-        expected = ladder.settings_for(plan, env.name, target)
     options = ProbeOptions(
         timeout=opts.timeout,
         insecure=opts.insecure,
         concurrency=concurrency,
         deadline=deadline,
     )
-    report = run_verify(env, expected, options=options, subdomains=subdomains)
+    first = store.read_settings(plan, env.name)
+    first_stage = None if first is None else first.stage
     recorded: RolloutError | None = None
-    if target == current_stage:
-        try:
-            # Under the lock, so a record never lands inside another command's transition.
-            with store.lock(plan, env.name, timeout=opts.lock_timeout):
-                if _unchanged(plan, env.name, current):
-                    record_verify(plan, env.name, current_stage, report)
-        except RolloutError as exc:
-            recorded = exc  # the report still prints: it is what the user came for
+    if stage is not None and stage.stage != first_stage:
+        # Another stage than the current one: nothing to record, so no lock to take.
+        expected = ladder.settings_for(plan, env.name, stage.stage)
+        report = run_verify(env, expected, options=options, subdomains=subdomains)
+    else:
+        # The current stage: read, probe and record under the environment's lock, so a
+        # verify never judges (or records against) a stage a transition is replacing.
+        with store.lock(plan, env.name, timeout=opts.lock_timeout):
+            current = store.read_settings(plan, env.name)
+            current_stage = None if current is None else current.stage
+            if stage is None and current is not None:
+                expected = current  # what was rolled out, drift and all
+            else:
+                expected = ladder.settings_for(plan, env.name, current_stage)
+            report = run_verify(env, expected, options=options, subdomains=subdomains)
+            try:
+                record_verify(plan, env.name, current_stage, report)
+            except RolloutError as exc:
+                recorded = exc  # the report still prints: it is what the user came for
     if opts.json:
         emit_json(report.to_json())
     else:
@@ -107,19 +110,6 @@ def verify(
         raise click.exceptions.Exit(recorded.exit_code)
     if not report.ok:
         raise click.exceptions.Exit(1)
-
-
-def _unchanged(plan: Plan, env_name: str, before: StageSettings | None) -> bool:
-    """Whether the stage file still holds what was verified (no transition in between)."""
-    from rollout import store
-
-    now = store.read_settings(plan, env_name)
-    return (now is None and before is None) or (
-        now is not None
-        and before is not None
-        and now.stage == before.stage
-        and dict(now.app) == dict(before.app)
-    )
 
 
 def use_color() -> bool:
