@@ -269,3 +269,21 @@ def test_status_shows_drift_after_a_policy_edit(
     ]
     text = rollout("status", "staging", "--plan", str(path)).out
     assert "  drift app.x-frame-options: X-Frame-Options is DENY, the plan wants SAMEORIGIN" in text
+
+
+def test_plan_says_what_unreached_defaults_did(
+    write_plan: Callable[..., Path], rollout: Run
+) -> None:
+    """A short ramp is no refusal: `rollout plan` says CSP never enforces on it."""
+    from tests.conftest import PLAN
+
+    text = PLAN.replace(
+        "[environments.staging]", "[ladder]\nhsts = [30, 3600]\n\n[environments.staging]"
+    )
+    path = write_plan(text)
+    result = rollout("plan", "--plan", str(path))
+    assert result.code == 0
+    assert (
+        "Note: csp-enforce-from is not set and its default (604800) is above the ramp's top "
+        "(3600): CSP stays report-only at every stage; set it to enforce"
+    ) in result.out.splitlines()

@@ -192,3 +192,42 @@ def test_explicit_soak_overrides_max_age() -> None:
 def test_format_duration(seconds: int, text: str) -> None:
     """Durations read in the largest unit that divides them."""
     assert durations.format_duration(seconds) == text
+
+
+def test_include_subdomains_never() -> None:
+    """include-subdomains-from = false: no stage adds includeSubDomains or its gate."""
+    stages = ladder.build(make("[ladder]\ninclude-subdomains-from = false\n"))
+    assert not any(s.include_subdomains for s in stages)
+    assert not any("subdomains" in s.gates for s in stages)
+    assert stages[-1].hsts == "max-age=31536000"
+
+
+def test_preload_without_include_subdomains_is_refused() -> None:
+    """preload needs includeSubDomains: it cannot stand beside include-subdomains-from = false."""
+    with pytest.raises(PlanError) as refused:
+        make("[ladder]\ninclude-subdomains-from = false\npreload = true\n")
+    assert str(refused.value) == (
+        "stages/plan.toml: ladder.preload: preload needs includeSubDomains, which "
+        "include-subdomains-from = false turns off; remove one of them"
+    )
+
+
+def test_include_subdomains_true_is_refused() -> None:
+    """true is no number of seconds: say what the key takes."""
+    with pytest.raises(PlanError, match=r"ladder.include-subdomains-from: true is not a number"):
+        make("[ladder]\ninclude-subdomains-from = true\n")
+
+
+def test_a_short_ramp_keeps_its_default_thresholds_unreached() -> None:
+    """hsts = [30, 3600] alone is accepted: CSP stays report-only, no includeSubDomains, and
+    the ladder says so."""
+    plan = make("[ladder]\nhsts = [30, 3600]\n")
+    stages = ladder.build(plan)
+    assert [(s.csp_enforcing, s.include_subdomains) for s in stages] == [(False, False)] * 2
+    notes = plan.ladder.unreached_defaults()
+    assert notes == [
+        "csp-enforce-from is not set and its default (604800) is above the ramp's top "
+        "(3600): CSP stays report-only at every stage; set it to enforce",
+        "include-subdomains-from is not set and its default (2592000) is above the ramp's "
+        "top (3600): no stage adds includeSubDomains; set it, or false to say never",
+    ]
