@@ -34,3 +34,45 @@ def test_demo_runs_the_whole_job_and_cleans_up() -> None:
     assert "✓ staging reverted to stage off, confirmed live; 2 edge-owned headers survived" in lines
     assert "Traceback" not in proc.stdout + proc.stderr
     assert set(Path(tempfile.gettempdir()).glob("rollout-demo-*")) == before
+
+
+def test_demo_keep_leaves_a_working_environment_until_ctrl_c() -> None:
+    """--keep prints the plan and commands to try; they work until Ctrl-C stops it."""
+    import os
+    import shutil
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rollout", "demo", "--keep"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        for line in proc.stdout:  # bounded: the demo prints a few hundred lines, then waits
+            lines.append(line.rstrip("\n"))
+            if line.startswith("Press Ctrl-C"):
+                break
+        plan = next(x.split("=", 1)[1] for x in lines if x.startswith("  export ROLLOUT_PLAN="))
+        assert "  rollout verify staging" in lines
+        verify = subprocess.run(
+            [sys.executable, "-m", "rollout", "verify", "staging"],
+            env={**os.environ, "ROLLOUT_PLAN": plan},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        assert verify.stderr.startswith("staging off: verified: ")
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        assert rest.splitlines()[-1] == "stopping"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        shutil.rmtree(Path(plan).parent.parent, ignore_errors=True)
