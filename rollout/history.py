@@ -21,6 +21,9 @@ from rollout.errors import SettingsError
 from rollout.names import OFF, Stage, stage_label
 from rollout.plan import Plan
 
+# Ends the reason of a verify record made without certificate checks (never counted).
+NOT_COUNTED = "without certificate checks; not counted as verified"
+
 VERIFY = "verify"
 ADVANCE = "advance"
 ROLLBACK = "rollback"  # an advance that failed its live check, undone by itself

@@ -547,7 +547,7 @@ def record_verify(
     else:
         why = f"{len(report.failures) or 'some'} checks failed"
     if insecure:
-        why += " without certificate checks; not counted as verified"
+        why += f" {history.NOT_COUNTED}"
     record = history.new_record(
         VERIFY, stage, stage, reason=why, verified=passed and not insecure,
         apply_output=apply_output,

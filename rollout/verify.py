@@ -22,6 +22,7 @@ from rollout.errors import HeaderValueError
 from rollout.headers import hsts as hsts_grammar
 from rollout.names import HSTS, OFF
 from rollout.probe import (
+    Fault,
     ProbeOptions,
     Prober,
     Result,
@@ -255,9 +256,22 @@ async def _http(prober: Prober, base: str, probe: Probe) -> list[Check]:
     url = f"http://{name}/"
     result = await prober.fetch(url)
     if result.fault is not None:
-        return [checks.fault(probe, result)]
+        found = checks.fault(probe, result)
+        if result.fault is Fault.DNS and _routed(prober.options, host, 443):
+            # The plan routes HOST:443 by address but not HOST:80, so plain http falls
+            # back to DNS, which a test host or a not-yet-public one does not have.
+            hint = f"; the plan maps {host}:443 but not {host}:80 (add a {host}:80:ADDR:PORT entry)"
+            found = replace(found, message=found.message + hint)
+        return [found]
     finding = checks.HTTP_NO_REDIRECT if probe == "http" else checks.SUBDOMAIN_REDIRECT
     return [checks.redirect(finding, probe, result), *checks.warnings(probe, result)]
+
+
+def _routed(options: ProbeOptions, host: str, port: int) -> bool:
+    """Whether connect-to or resolve sends host:port somewhere by address."""
+    return any((c.host, c.port) == (host, port) for c in options.connect_to) or any(
+        (r.host, r.port) == (host, port) for r in options.resolve
+    )
 
 
 async def _subdomain(prober: Prober, host: str) -> list[Check]:

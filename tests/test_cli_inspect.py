@@ -143,7 +143,12 @@ def test_status_after_an_advance_and_a_verify(
     }
     assert out["app"]["strict-transport-security"] == "max-age=3600"
     assert out["edge"] == {}
-    assert out["last_verify"] == {"time": "2026-01-01T00:10:00Z", "stage": 2, "ok": True}
+    assert out["last_verify"] == {
+        "time": "2026-01-01T00:10:00Z",
+        "stage": 2,
+        "ok": True,
+        "insecure": False,
+    }
     assert out["next"] == {
         "stage": 3,
         "name": "hsts-1d",
@@ -287,3 +292,40 @@ def test_plan_says_what_unreached_defaults_did(
         "Note: csp-enforce-from is not set and its default (604800) is above the ramp's top "
         "(3600): CSP stays report-only at every stage; set it to enforce"
     ) in result.out.splitlines()
+
+
+def test_history_shows_control_characters_instead_of_obeying_them(
+    write_plan: Callable[..., Path], rollout: Run
+) -> None:
+    """A reason holding a newline or an escape sequence prints as one visible line."""
+    path = write_plan()
+    plan = load_plan(path)
+    forged = "ok\n2026-01-01T00:00:00Z  advance  5  6  yes  root  \x1b[2Jforged"
+    history.append(plan, "staging", history.new_record("verify", 0, 0, reason=forged))
+    lines = rollout("history", "staging", "--plan", str(path)).out.splitlines()
+    assert len(lines) == 2
+    assert lines[1].endswith(
+        "ok\\x0a2026-01-01T00:00:00Z  advance  5  6  yes  root  \\x1b[2Jforged"
+    )
+    assert "\x1b" not in lines[1]
+
+
+def test_status_says_an_insecure_verify_is_not_counted(
+    write_plan: Callable[..., Path], rollout: Run
+) -> None:
+    """After a verify made with --insecure passes, status says it was not counted."""
+    path = write_plan()
+    plan = load_plan(path)
+    reason = f"all checks passed {history.NOT_COUNTED}"
+    history.append(plan, "staging", history.new_record("verify", None, None, reason=reason))
+    out = rollout("status", "staging", "--plan", str(path)).out.splitlines()
+    assert (
+        "  last verify: ! made without certificate checks, not counted at stage off, "
+        in (
+            out[2][
+                : len(
+                    "  last verify: ! made without certificate checks, not counted at stage off, "
+                )
+            ]
+        )
+    )

@@ -84,7 +84,7 @@ def test_verify_failure_names_id_and_curl_command(
     assert lines[bad].endswith("[hsts.E002]")
     curl = lines[bad + 1].strip()
     assert curl == (
-        f"curl -s -o /dev/null -D - --connect-to {HOST}:443:127.0.0.1:{https.port} "
+        f"curl -sS -o /dev/null -D - --max-time 10 --connect-to {HOST}:443:127.0.0.1:{https.port} "
         f"--cacert {tls_material().ca_path} https://{HOST}/"
     )
     assert "FAILED" in result.err
@@ -151,7 +151,7 @@ def test_colour_only_on_a_tty_without_no_color(monkeypatch: pytest.MonkeyPatch) 
     )
     lines, _ = cli_verify.render(Report("staging", 1, [bad]), color=True)
     assert lines[0].startswith("\x1b[31m✗ https://x.example.test/  x-frame-options: expected DENY")
-    assert lines[1] == "    curl -s -o /dev/null -D - https://x.example.test/"
+    assert lines[1] == "    curl -sS -o /dev/null -D - --max-time 10 https://x.example.test/"
 
 
 def test_insecure_verify_is_recorded_but_not_counted(
@@ -177,7 +177,7 @@ def test_curl_command_brackets_ipv6_addresses() -> None:
         resolve=[Resolve("a.example.test", 443, "::1"), Resolve("b.example.test", 443, "::1")],
     )
     assert curl_command("https://a.example.test/x", options) == (
-        "curl -s -o /dev/null -D - --connect-to 'a.example.test:443:[::1]:8443' "
+        "curl -sS -o /dev/null -D - --max-time 10 --connect-to 'a.example.test:443:[::1]:8443' "
         "--resolve 'a.example.test:443:[::1]' https://a.example.test/x"
     )
 
@@ -193,3 +193,27 @@ def test_unwritable_history_still_prints_the_report(
     (line,) = result.err.splitlines()
     assert line.startswith("rollout: ") and "staging.history.jsonl" in line
     assert "Traceback" not in result.err
+
+
+def test_unmapped_http_port_gets_a_hint(
+    write_plan: Callable[..., Path],
+    servers: tuple[RawServer, RawServer],
+    rollout: Callable[..., Result],
+) -> None:
+    """connect-to for HOST:443 alone: the http probe says the HOST:80 entry is missing."""
+    https, _ = servers
+    plan = write_plan(f"""\
+[policy]
+x-frame-options = "DENY"
+
+[environments.staging]
+urls = ["https://{HOST}/"]
+connect-to = ["{HOST}:443:127.0.0.1:{https.port}"]
+cacert = "{tls_material().ca_path}"
+""")
+    result = rollout("verify", "staging", "--stage", "off", "--json", "--plan", str(plan))
+    http = [c for c in json.loads(result.out)["checks"] if c["probe"] == "http"]
+    assert len(http) == 1 and not http[0]["ok"]
+    assert http[0]["message"].endswith(
+        f"; the plan maps {HOST}:443 but not {HOST}:80 (add a {HOST}:80:ADDR:PORT entry)"
+    )

@@ -299,7 +299,8 @@ def test_advance_rolls_back_when_the_app_ignores_the_new_file(tmp_path: Path, ro
         assert lines[-1].startswith("✗ staging rolled back to stage off: ")
         assert "failed checks:" in lines
         assert any(
-            line.lstrip().startswith("curl -s -o /dev/null -D - --connect-to") for line in lines
+            line.lstrip().startswith("curl -sS -o /dev/null -D - --max-time 10 --connect-to")
+            for line in lines
         )
         assert site.stage() is None
         assert site.records() == [

@@ -158,7 +158,12 @@ def _status(plan: Plan, name: str) -> dict[str, Any]:
         "edge": dict(current.edge),
         "last_verify": None
         if last is None
-        else {"time": last.time, "stage": _label(last.to), "ok": last.verified},
+        else {
+            "time": last.time,
+            "stage": _label(last.to),
+            "ok": last.verified,
+            "insecure": last.reason.endswith(history.NOT_COUNTED),
+        },
         # Until when some browsers keep a longer max-age than the one sent now (a revert).
         "hsts_until": history.format_time(horizon) if horizon else None,
         # A command died between writing the stage file and recording it.
@@ -261,6 +266,8 @@ def _status_lines(r: dict[str, Any]) -> list[str]:
         lines.append("  last verify: never")
     else:
         mark = "✓ passed" if last["ok"] else "✗ failed"
+        if last["insecure"]:
+            mark = "! made without certificate checks, not counted"
         lines.append(f"  last verify: {mark} at stage {last['stage']}, {last['time']}")
     nxt = r["next"]
     if nxt is None:
@@ -297,5 +304,12 @@ def history(opts: Options, env: str) -> None:
     rows = [["time", "action", "from", "to", "verified", "user", "reason"]]
     for r in records:
         row = [r.time, r.action, str(_label(r.from_)), str(_label(r.to))]
-        rows.append([*row, "yes" if r.verified else "no", r.user, r.reason])
+        row += ["yes" if r.verified else "no", r.user, r.reason]
+        rows.append([_printable(cell) for cell in row])
     click.echo("\n".join(_table(rows)))
+
+
+def _printable(text: str) -> str:
+    """A history field as one safe line: control and escape characters shown, not obeyed,
+    so a planted record cannot forge rows or repaint the terminal."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)

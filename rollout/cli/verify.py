@@ -107,7 +107,8 @@ def verify(
         click.echo(summary, err=True, color=color)
     if recorded is not None:
         click.echo(f"rollout: {recorded}", err=True)
-        raise click.exceptions.Exit(recorded.exit_code)
+        # A failed probe is the news: the history trouble must not hide it behind exit 2.
+        raise click.exceptions.Exit(1 if not report.ok else recorded.exit_code)
     if not report.ok:
         raise click.exceptions.Exit(1)
 
@@ -163,7 +164,9 @@ def curl_command(url: str, options: ProbeOptions) -> str:
     scheme, host, port = origin_of(url)
     # A GET, as the probe sends (curl -I would send HEAD, which some servers answer
     # differently); -D - prints the response head, the body goes nowhere.
-    argv = ["curl", "-s", "-o", "/dev/null", "-D", "-"]
+    # -sS: quiet, but errors (a certificate refused) still print; --max-time: the run's own
+    # per-request timeout, so the printed command cannot hang on a stalled server.
+    argv = ["curl", "-sS", "-o", "/dev/null", "-D", "-", "--max-time", f"{options.timeout:g}"]
     argv += [
         a
         for c in options.connect_to
