@@ -12,7 +12,10 @@ import re
 # as max-age=31536000 counts it.
 UNITS = (("y", 31536000), ("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 _SIZE = dict(UNITS)
-_DURATION = re.compile(r"(\d{1,9})([" + "".join(_SIZE) + r"])")
+# ASCII digits only: `\d` would also take ١ or ² (which int() reads as digits too).
+_DURATION = re.compile(r"([0-9]{1,9})([" + "".join(_SIZE) + r"])")
+# The longest wait a plan may ask for: 10y. Dates are added to, and Python's end at 9999.
+MAX_DURATION = 10 * _SIZE["y"]
 
 
 def parse_duration(text: str) -> int | None:

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from rollout import lockfile
+from rollout import lockfile, store
 from rollout.errors import SettingsError
-from rollout.names import OFF, Stage, stage_label
+from rollout.names import MAX_STAGES, OFF, Stage, stage_label
 from rollout.plan import Plan
+from rollout.settings import LATEST_YEAR, past_latest
 
 # Ends the reason of a verify record made without certificate checks (never counted).
 NOT_COUNTED = "without certificate checks; not counted as verified"
@@ -81,10 +82,12 @@ def format_time(when: datetime) -> str:
 
 
 def parse_time(text: str) -> datetime | None:
-    """A time rollout wrote, or None when text is not one."""
+    """A time rollout wrote, or None when text is not one (nor one past LATEST_YEAR)."""
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
+        return None
+    if when.year >= LATEST_YEAR:  # adding a soak or a max-age would overflow
         return None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
@@ -130,6 +133,8 @@ def append(plan: Plan, env_name: str, record: HistoryRecord) -> None:
             line = b"\n" + line
         os.write(fd, line)
         os.fsync(fd)
+        if not st.st_size:  # the first record: make the file's folder entry durable too
+            store.fsync_folder(target.parent)
     except OSError as exc:
         raise SettingsError(f"{target}: cannot append: {_why(exc)}") from None
     finally:
@@ -183,6 +188,8 @@ _RECORD_START = '{"time": "'
 def _parse(line: str) -> HistoryRecord:
     try:
         obj = json.loads(line)
+    except RecursionError:
+        raise ValueError("nested too deeply; this file is written by rollout only") from None
     except ValueError:
         start = line[: len(_RECORD_START)]
         if _RECORD_START.startswith(start) or line.startswith(_RECORD_START):
@@ -196,6 +203,12 @@ def _parse(line: str) -> HistoryRecord:
             raise ValueError(f"{key}: {obj.get(key)!r} is not a string")
     if not isinstance(obj.get("verified", False), bool):
         raise ValueError(f"verified: {obj.get('verified')!r} is not true or false")
+    for key in ("time", "hsts_until"):
+        if past_latest(obj.get(key, "")):
+            raise ValueError(
+                f"{key}: {obj[key]!r} is past the year {LATEST_YEAR}; this file is written "
+                "by rollout only"
+            )
     return HistoryRecord(
         time=obj.get("time", ""),
         action=obj.get("action", ""),
@@ -212,8 +225,9 @@ def _parse(line: str) -> HistoryRecord:
 def _stage(value: object, key: str) -> Stage:
     if value is None or value == OFF:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f'{key}: {value!r} is not a stage number or "off"')
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_STAGES:
+        shown = repr(value) if not isinstance(value, int) or value < 10**9 else "a huge number"
+        raise ValueError(f'{key}: {shown} is not a stage number or "off"')
     return value
 
 

@@ -32,6 +32,9 @@ FIELD_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?")
 # A stage is its index on the ladder, or None for stage "off" (not started).
 Stage: TypeAlias = int | None
 OFF = "off"
+# A ramp holds at most 64 max-ages, plus the preload stage: so no ladder has a stage past
+# 64, and a stage file or flag naming one was not written by rollout.
+MAX_STAGES = 65
 
 
 def stage_label(stage: Stage) -> int | str:
@@ -45,5 +48,10 @@ def parse_stage(text: str) -> Stage:
     if word == OFF:
         return None
     if word.isascii() and word.isdigit():
-        return int(word)
+        digits = word.lstrip("0") or "0"
+        # Past 4300 digits int() itself refuses, naming sys.set_int_max_str_digits.
+        if len(digits) > 9:
+            shown = f"{digits[:9]}… ({len(digits)} digits)"
+            raise ValueError(f"there is no stage {shown}; a ladder has at most {MAX_STAGES} stages")
+        return int(digits)
     raise ValueError(f'{text!r} is not a stage number or "off"')

@@ -30,9 +30,10 @@ from rollout.addresses import (
     parse_connect_to,
     parse_resolve,
 )
-from rollout.durations import parse_duration
+from rollout.durations import MAX_DURATION, format_duration, parse_duration
 from rollout.errors import HeaderValueError, PlanError
-from rollout.names import CSP_FAMILY, CSP_RO, HSTS, ONE_YEAR
+from rollout.names import CSP_FAMILY, CSP_RO, HSTS, MAX_STAGES, ONE_YEAR
+from rollout.settings import NotRegularFile, nesting_at, read_regular
 
 __all__ = [
     "ConnectTo",
@@ -49,6 +50,10 @@ __all__ = [
 ]
 
 DEFAULT_HSTS = (30, 300, 3600, 86400, 604800, 2592000, ONE_YEAR)
+# Far above what browsers keep (they cap max-age at ONE_YEAR), yet low enough that a time
+# plus any max-age stays a date Python can hold.
+MAX_AGE = 10**10
+MAX_RAMP = MAX_STAGES - 1  # the preload stage comes on top
 
 _ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 
@@ -147,9 +152,17 @@ class Ladder(_Model):
     def _ramp(cls, ramp: list[int]) -> list[int]:
         if not ramp:
             raise ValueError("the ramp is empty; list max-age values in seconds, ascending")
+        if len(ramp) > MAX_RAMP:
+            raise ValueError(f"{len(ramp)} max-ages; a ramp holds at most {MAX_RAMP}")
         for i, age in enumerate(ramp):
             if age <= 0:
                 raise _Refusal((i,), f"{age} is not a positive number of seconds")
+            if age > MAX_AGE:
+                raise _Refusal(
+                    (i,),
+                    f"{age} is above {MAX_AGE} seconds; browsers keep at most {ONE_YEAR} "
+                    "(1y), so end the ramp there",
+                )
             if i and age <= ramp[i - 1]:
                 raise _Refusal((i,), f"{age} does not ascend (it follows {ramp[i - 1]})")
         return ramp
@@ -330,6 +343,9 @@ class Environment(_Model):
             return None
         if isinstance(value, str):
             seconds = parse_duration(value)
+            if seconds is not None and seconds > MAX_DURATION:
+                longest = format_duration(MAX_DURATION)
+                raise ValueError(f"{value!r} is longer than {longest}, the longest soak")
             if seconds is not None:
                 return seconds
         raise ValueError(
@@ -505,6 +521,11 @@ def parse_plan(text: str, path: str | Path = "plan.toml") -> Plan:
     source = Path(path)
     try:
         doc = tomllib.loads(text)
+    except RecursionError:
+        where = nesting_at(text)
+        if where is None:
+            raise PlanError(f"{source}: not valid TOML: {_TOO_DEEP}") from None
+        raise PlanError(f"{source}:{where[0]}: {where[1]}: {_TOO_DEEP}") from None
     except tomllib.TOMLDecodeError as exc:
         m = re.match(r"^(.*) \(at line (\d+), column (\d+)\)$", str(exc))
         if m:
@@ -521,15 +542,24 @@ def parse_plan(text: str, path: str | Path = "plan.toml") -> Plan:
         raise PlanError(f"{source}: {_dotted(loc)}: {reason}") from None
 
 
+_TOO_DEEP = "arrays or tables nested too deeply"
+
+
 def load_plan(path: str | Path) -> Plan:
-    """Read and validate the plan file; PlanError when it is missing or refused."""
+    """Read and validate the plan file; PlanError when it is missing or refused.
+
+    A symlink to a regular file is read (deploys link plans); a FIFO or a device, behind a
+    symlink or not, is refused at once rather than waited on.
+    """
     source = Path(path)
     try:
-        data = source.read_bytes()
+        data, _ = read_regular(source)
     except FileNotFoundError:
         raise PlanError(
             f"{source}: no such plan file; pass --plan PATH or set ROLLOUT_PLAN"
         ) from None
+    except NotRegularFile:
+        raise PlanError(f"{source}: is not a regular file") from None
     except OSError as exc:
         raise PlanError(f"{source}: cannot read the plan: {exc.strerror or exc}") from None
     try:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
-import threading
+import secrets
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -55,6 +56,7 @@ def write_settings(
     # Never write what the readers would refuse.
     stagefile.check(plan, env, settings.loads(text, source=str(path)), path)
     with lock(plan, env.name, timeout=lock_timeout):
+        _sweep(path)
         try:
             _replace(path, text.encode())
         except OSError as exc:
@@ -63,11 +65,14 @@ def write_settings(
 
 
 def _replace(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    # An unpredictable name, created exclusively: a symlink or file planted in the folder
+    # can never be the temp file, so its target is never written.
+    fd, tmp = _create_temp(path)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            os.write(fd, data)
+            view = memoryview(data)
+            while view:  # os.write may write less than asked (a signal, a full pipe)
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -76,12 +81,33 @@ def _replace(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(path.parent)
+    fsync_folder(path.parent)
 
 
-def _fsync_dir(folder: Path) -> None:
-    # The rename is durable only once the folder's entry is on disk.
-    fd = os.open(folder, os.O_RDONLY)
+def _sweep(path: Path) -> None:
+    """Remove temp files a writer killed mid-replace left beside path (SIGKILL skips every
+    cleanup). Only a lock holder writes them, and the caller holds the lock."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()  # a planted symlink goes too; its target is never touched
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new temp file beside path, 0o644 less the umask (readable by the app, as the
+    stage file must be); tempfile.mkstemp would make it 0o600."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o644), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(path.parent))
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename or a new file in folder durable: the entry is on disk only then."""
+    fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:

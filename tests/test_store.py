@@ -297,3 +297,13 @@ def test_write_refuses_what_a_read_would_refuse(plan: Plan) -> None:
     with pytest.raises(SettingsError, match=r"app\.strict-transport-security: .*stage 0"):
         store.write_settings(plan, skipped)
     assert sorted(p.name for p in plan.folder.iterdir()) == ["plan.toml"]
+
+
+def test_a_write_sweeps_temp_files_a_killed_writer_left(plan: Plan) -> None:
+    """A temp file left by a writer killed mid-replace is removed by the next write."""
+    store.write_settings(plan, ladder.settings_for(plan, "staging", 0))
+    left = plan.folder / ".staging.toml.0123456789abcdef.tmp"
+    left.write_text("half a stage file")
+    store.write_settings(plan, ladder.settings_for(plan, "staging", 1))
+    assert not left.exists()
+    assert store.read_settings(plan, "staging").stage == 1  # type: ignore[union-attr]

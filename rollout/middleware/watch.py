@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from rollout.errors import SettingsError
 from rollout.names import CSP, CSP_RO, FIELD_VALUE, HEADER_NAME, HSTS
-from rollout.settings import StageSettings, loads
+from rollout.settings import NotRegularFile, StageSettings, loads, read_regular
 
 logger = logging.getLogger("rollout.middleware")
 
@@ -124,16 +125,23 @@ class SettingsWatcher:
         key: FileKey = (st.st_mtime_ns, st.st_size, st.st_ino)
         if key == self._key or key == self._bad_key:
             return
+        if not stat.S_ISREG(st.st_mode):
+            # A FIFO would block open() until a writer came: on the event loop (or in
+            # Django's thread) that would hold every request. Never open one.
+            self._fail(key, f"{self.path}: is not a regular file")
+            return
         try:
-            # fstat the descriptor we read, so the key always belongs to the bytes parsed.
-            with open(self.path, "rb") as f:
-                fs = os.fstat(f.fileno())
-                key = (fs.st_mtime_ns, fs.st_size, fs.st_ino)
-                data = f.read()
+            # The key comes from fstat on the descriptor read, so it always belongs to
+            # the bytes parsed; opened non-blocking in case the file was just swapped.
+            data, fs = read_regular(self.path)
+            key = (fs.st_mtime_ns, fs.st_size, fs.st_ino)
             settings = loads(data, source=str(self.path))
             snapshot = Snapshot.build(settings)
         except FileNotFoundError:
             self.next_check = 0.0  # replaced between stat and open: look again next request
+            return
+        except NotRegularFile:
+            self._fail(key, f"{self.path}: is not a regular file")
             return
         except SettingsError as exc:
             message = str(exc)  # loads names the file; Snapshot.build only the key
