@@ -1,0 +1,133 @@
+"""The Django settings rendered into a module of their own that settings.py imports.
+
+Each site is loaded by the real Django (`django.setup()` on DJANGO_SETTINGS_MODULE) in a
+subprocess, so the settings module is imported exactly as `manage.py` would.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import django
+
+from tests.conftest import Result
+
+VERSION = "6" if django.VERSION[0] >= 6 else "5"
+BASE = """\
+SECRET_KEY = "rollout-tests-only-" + "x" * 40
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+INSTALLED_APPS = []
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "rollout.middleware.django.SecurityHeadersMiddleware",
+]
+ROOT_URLCONF = "mysite.urls"
+SECURE_REFERRER_POLICY = "same-origin"  # the project's own, before rollout's
+"""
+IMPORT = "\nfrom .rollout_settings import *  # noqa: F403\n"
+LOAD = """\
+import json, sys
+import django
+django.setup()
+from django.conf import settings
+names = [n for n in dir(settings) if n.startswith(("SECURE_", "X_FRAME_", "ROLLOUT_"))]
+print(json.dumps({n: getattr(settings, n) for n in names}))
+"""
+
+
+def site(root: Path, settings_py: str) -> Path:
+    """A Django project `mysite` under root with this settings.py."""
+    package = root / "mysite"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "urls.py").write_text("urlpatterns = []\n")
+    (package / "settings.py").write_text(settings_py)
+    return package
+
+
+def loaded(root: Path) -> dict[str, Any]:
+    """The SECURE_*, X_FRAME_* and ROLLOUT_* settings Django ends up with for root's site."""
+    env = {"DJANGO_SETTINGS_MODULE": "mysite.settings", "PYTHONPATH": str(root)}
+    out = subprocess.run(
+        [sys.executable, "-c", LOAD],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**env, "PATH": "/usr/bin:/bin"},
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def fragment(rollout: Callable[..., Result], plan: Path, env: str, stage: str) -> str:
+    """`rollout render ENV --format django --stage STAGE` as printed."""
+    args = ["--format", "django", "--django", VERSION, "--stage", stage, "--plan", str(plan)]
+    result = rollout("render", env, *args)
+    assert result.code == 0, result.err
+    return result.out
+
+
+def render_module(
+    rollout: Callable[..., Result], plan: Path, env: str, stage: str, package: Path
+) -> None:
+    """`rollout render ... --output mysite/rollout_settings.py`, as the guide says."""
+    out = package / "rollout_settings.py"
+    args = ["--format", "django", "--django", VERSION, "--stage", stage]
+    result = rollout("render", env, *args, "--output", str(out), "--plan", str(plan))
+    assert result.code == 0, result.err
+    assert result.out == ""
+
+
+def test_the_fragment_is_a_module_of_its_own(
+    write_plan: Callable[..., Path], rollout: Callable[..., Result], tmp_path: Path
+) -> None:
+    """It names nothing that only settings.py defines: it runs on an empty namespace."""
+    plan = write_plan()
+    for env, stage in (("staging", "off"), ("staging", "4"), ("production", "6")):
+        namespace: dict[str, Any] = {}
+        exec(compile(fragment(rollout, plan, env, stage), "rollout_settings.py", "exec"), namespace)
+        assert "SECURE_HSTS_SECONDS" in namespace
+
+
+def test_importing_gives_the_settings_appending_gave(
+    write_plan: Callable[..., Path], rollout: Callable[..., Result], tmp_path: Path
+) -> None:
+    """`from .rollout_settings import *` at the end of settings.py gives Django the same
+    SECURE_* settings as appending the fragment to settings.py did, stage by stage."""
+    plan = write_plan()
+    for env, stage in (("staging", "off"), ("staging", "0"), ("staging", "4"), ("production", "6")):
+        appended = tmp_path / f"appended-{env}-{stage}"
+        site(appended, BASE + "\n" + fragment(rollout, plan, env, stage))
+        imported = tmp_path / f"imported-{env}-{stage}"
+        render_module(rollout, plan, env, stage, site(imported, BASE + IMPORT))
+        want = loaded(appended)
+        assert loaded(imported) == want
+        assert want["SECURE_HSTS_SECONDS"] == {"off": 0, "0": 30, "4": 604800, "6": 0}[stage]
+
+
+def test_rendering_again_leaves_one_consistent_set(
+    write_plan: Callable[..., Path], rollout: Callable[..., Result], tmp_path: Path
+) -> None:
+    """Rendered after an advance and again after a revert, the module holds one stage's
+    block, and Django gets exactly what a fresh render of that stage gives."""
+    plan = write_plan()
+    package = site(tmp_path / "site", BASE + IMPORT)
+    for stage in ("0", "4", "2"):
+        render_module(rollout, plan, "staging", stage, package)
+    module = (package / "rollout_settings.py").read_text()
+    assert module.count("# --- rollout: ") == 1
+    assert module.count("SECURE_HSTS_SECONDS = ") == 1
+    assert "stage 2 (hsts-1h)" in module
+    fresh = tmp_path / "fresh"
+    render_module(rollout, plan, "staging", "2", site(fresh, BASE + IMPORT))
+    got = loaded(tmp_path / "site")
+    assert got == loaded(fresh)
+    assert got["SECURE_HSTS_SECONDS"] == 3600
+    assert got["SECURE_REFERRER_POLICY"] == "no-referrer"  # rollout's, over the project's
