@@ -5,7 +5,8 @@ then either agrees with the file or `rollout status` says the transition was int
 the kernel releases the lock with the process; and the next advance or revert brings the
 environment back to a consistent, verified stage. The kill points are random (the seed is
 in every assertion message, and ROLLOUT_CRASH_SEED replays one), drawn across the whole run
-time of the command as measured first on the same machine.
+time of the command as measured first on the same machine. CI runs 24 trials; the deep run
+(ROLLOUT_DEEP=1, see tests/reliability/budget.py) runs 100.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from rollout import history, lockfile, settings
 from rollout.names import Stage
 from tests import transitions_support as ts
 from tests.conftest import Result
+from tests.reliability.budget import budget
 
 pytestmark = pytest.mark.integration
 
-TRIALS = 24
+TRIALS = budget(24, 100)
 SETTLE = ("--settle", "10")
 Rollout = Callable[..., Result]
 
@@ -106,6 +108,7 @@ def _assert_after_kill(site: ts.Site, rollout: Rollout, old: Stage, new: Stage, 
     assert lockfile.holder(site.lock_file()) is None, f"{where}: the lock is still held"
     with lockfile.hold(site.lock_file(), "staging", timeout=0.5):
         pass  # the next command gets the lock at once
+    ts.wait_serving(site, current, where)  # the middleware serves what the file says
 
 
 def _phase(
