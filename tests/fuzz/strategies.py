@@ -1,7 +1,8 @@
 """Hypothesis strategies for the fuzz suites: text shaped like each header grammar (so most
 examples get deep into the parser, not refused at the first character), and any text.
 
-The budgets: `EXAMPLES` per property, small in CI, 10,000 in the deep run (ROLLOUT_DEEP=1).
+The budgets: `EXAMPLES` per property, small in CI, 10,000 in the deep run (ROLLOUT_DEEP=1);
+a property split over parametrized cases gives each case `SHARE` (4 x 2,500 or 8 x 2,500).
 CI runs are derandomized (the same examples every time, so a merge is never blocked by a
 lucky draw); the deep run draws afresh, and prints the seed of any failure.
 """
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from tests.reliability.budget import DEEP, budget
 
-EXAMPLES = budget(150, 10_000)
+EXAMPLES = budget(100, 10_000)
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -21,6 +22,10 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
+# For a property split over several parametrized cases (one per header name, one per
+# seed file): each case gets a share, so the property as a whole still sees 10,000+.
+SHARE = budget(40, 2_500)
+FUZZ_SHARE = settings(FUZZ, max_examples=SHARE)
 
 # Characters a hostile or careless value might hold: the grammar's own punctuation, OWS,
 # controls (CR, LF, NUL, DEL), non-ASCII, quotes and backslashes.

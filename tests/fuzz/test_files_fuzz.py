@@ -198,7 +198,7 @@ STAGE_FILES = _stage_files()
 
 
 @pytest.mark.parametrize("index", [0, 1, 5, len(STAGE_FILES) - 1])
-@s.FUZZ
+@s.FUZZ_SHARE
 @given(data=st.data())
 def test_stage_file_reader(index: int, data: st.DataObject) -> None:
     """A mutated stage file is read and checked against the plan, or refused in one line
