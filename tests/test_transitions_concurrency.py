@@ -19,6 +19,7 @@ import pytest
 from rollout import history, ladder, lockfile
 from tests import transitions_support as ts
 from tests.conftest import Result
+from tests.reliability import figures
 
 pytestmark = pytest.mark.integration
 
@@ -259,3 +260,4 @@ def test_advances_reverts_and_verifies_at_once_stay_one_chain(site: ts.Site) -> 
     verify_exits = [r.code for a, r in zip(kinds, runs, strict=True) if a is VERIFY]
     chain = [(m.action, m.from_, m.to) for m in moved]
     print(f"12-way mixed: {len(moved)} transitions {chain}, {noops} no-ops, verify {verify_exits}")
+    figures.record("concurrency-mixed", transitions=chain, noops=noops, verify_exits=verify_exits)

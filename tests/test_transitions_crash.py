@@ -27,6 +27,7 @@ from rollout import history, lockfile, settings
 from rollout.names import Stage
 from tests import transitions_support as ts
 from tests.conftest import Result
+from tests.reliability import figures
 from tests.reliability.budget import budget
 
 pytestmark = pytest.mark.integration
@@ -190,6 +191,14 @@ def test_sigkill_anywhere_leaves_a_consistent_recoverable_environment(
         _assert_clean(site, rollout, f"{where}, after the follow-up {fix}")
 
     counts = ", ".join(f"{phase}: {n}" for phase, n in sorted(phases.items()))
+    figures.record(
+        "crash",
+        seed=seed,
+        trials=TRIALS,
+        phases=dict(phases),
+        follow_ups=dict(followed),
+        normal_seconds=normal,
+    )
     print(
         f"\nSIGKILL trials (seed={seed}, normal run advance {normal['advance']:.2f}s, "
         f"revert {normal['revert']:.2f}s): {counts}; follow-ups {dict(followed)}"

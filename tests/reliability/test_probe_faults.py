@@ -8,7 +8,8 @@ is what must stop the stalls. Each row says what the user must see: exit 1 and t
 check failing with its finding id and a message naming the cause, or, for bodies (which
 verify never judges), exit 0 on a correct head. Never a traceback; the run's overrun past
 `--deadline` is measured per row (with ROLLOUT_FIGURES=FILE each row is appended to FILE as
-a JSON line; docs/reliability.md has the figures).
+a JSON line; docs/reliability.md has the figures). The deep run (ROLLOUT_DEEP=1) runs each
+row five times.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from pathlib import Path
 import pytest
 
 from tests.reliability import fault_servers as fs
-from tests.reliability import slow_resolver
+from tests.reliability import figures, slow_resolver
+from tests.reliability.budget import budget
 from tests.servers import RawServer, redirect, refused_port, tls_material
 
 pytestmark = pytest.mark.integration
@@ -173,11 +175,7 @@ def _verify(argv: list[str]) -> Ran:
 
 
 def _record(case: str, ran: Ran) -> None:
-    figures = os.environ.get("ROLLOUT_FIGURES")
-    if figures:
-        row = {"suite": "probe-faults", "case": case, "exit": ran.code, "seconds": ran.took}
-        with open(figures, "a", encoding="utf-8") as out:
-            out.write(json.dumps({**row, "deadline": DEADLINE}) + "\n")
+    figures.record("probe-faults", case=case, exit=ran.code, seconds=ran.took, deadline=DEADLINE)
 
 
 def _assert_seen(case: Case, ran: Ran, url: str = URL) -> None:
@@ -198,9 +196,13 @@ def _assert_seen(case: Case, ran: Ran, url: str = URL) -> None:
     assert "\n" not in failed[0]["message"], shown
 
 
+ROUNDS = budget(1, 5)  # each row once in CI, five times in the deep run
+
+
+@pytest.mark.parametrize("round_", range(ROUNDS))
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_misbehaving_server_fails_one_named_check_within_the_deadline(
-    case: Case, tmp_path: Path, http_redirector: int
+    case: Case, round_: int, tmp_path: Path, http_redirector: int
 ) -> None:
     """A misbehaving server makes verify exit 1 with the page check naming the cause (a
     correct head with an odd body passes), without a traceback, within the deadline."""
@@ -226,7 +228,8 @@ def test_misbehaving_server_fails_one_named_check_within_the_deadline(
 SLOW_HOST = "slow.example.test"
 
 
-def test_slow_resolver_is_cut_at_the_deadline(tmp_path: Path) -> None:
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_slow_resolver_is_cut_at_the_deadline(round_: int, tmp_path: Path) -> None:
     """A resolver that answers a minute late makes verify fail 'still resolving' at the
     deadline: the run neither waits for the lookup nor for its thread at exit."""
     why = slow_resolver.available()
