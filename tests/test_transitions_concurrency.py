@@ -47,9 +47,10 @@ def site(servers: ts.Site) -> ts.Site:
     return servers
 
 
-def test_eight_simultaneous_advances_climb_one_stage_each(site: ts.Site) -> None:
+def test_eight_simultaneous_advances_then_eight_simultaneous_reverts(site: ts.Site) -> None:
     """Eight advances started together from off take turns: seven climb one stage each, the
-    eighth finds the top, and the history is an unbroken, untorn, bracketed chain."""
+    eighth finds the top, and the history is an unbroken, untorn, bracketed chain; then
+    eight reverts started together step down the same way, to off."""
     procs = [ts.spawn(site.plan_path, *ADVANCE) for _ in range(8)]
     runs = [ts.finish(p, timeout=150) for p in procs]
     shown = "\n\n".join(map(str, runs))
@@ -76,6 +77,25 @@ def test_eight_simultaneous_advances_climb_one_stage_each(site: ts.Site) -> None
     ts.assert_transitions_bracketed(records)
     assert all(r.verified for r in records if r.action == "verify"), records
     assert lockfile.holder(site.lock_file()) is None
+    _eight_simultaneous_reverts(site)
+
+
+def _eight_simultaneous_reverts(site: ts.Site) -> None:
+    """Eight reverts started together from the top take turns: seven step down one verified
+    stage each, to off, the eighth finds nothing to revert, and the history is one chain."""
+    before = len(site.records())
+    procs = [ts.spawn(site.plan_path, *REVERT) for _ in range(8)]
+    runs = [ts.finish(p, timeout=150) for p in procs]
+    shown = "\n\n".join(map(str, runs))
+    assert [r.code for r in runs] == [0] * 8, shown
+    nothing = [r for r in runs if "nothing to revert" in r.out]
+    assert len(nothing) == 1 and "staging is already at stage off" in nothing[0].out, shown
+    assert site.stage() is None
+    records = _assert_one_chain(site, shown)
+    reverts = [(r.from_, r.to) for r in records[before:] if r.action in history.TRANSITIONS]
+    assert reverts == [(6, 5), (5, 4), (4, 3), (3, 2), (2, 1), (1, 0), (0, None)], shown
+    assert all(r.action == "revert" for r in records[before:] if r.action != "verify")
+    ts.wait_serving(site, ladder.settings_for(site.plan, "staging", None), "after the reverts")
 
 
 def test_two_environments_advance_side_by_side(
@@ -202,25 +222,6 @@ def _assert_one_chain(site: ts.Site, shown: str) -> list[history.HistoryRecord]:
     assert lockfile.holder(site.lock_file()) is None
     assert site.temp_files() == []
     return records
-
-
-def test_eight_simultaneous_reverts_step_down_one_stage_each(site: ts.Site) -> None:
-    """Eight reverts started together from the top take turns: seven step down one verified
-    stage each, to off, the eighth finds nothing to revert, and the history is one chain."""
-    _climb(site, LADDER_TOP)
-    before = len(site.records())
-    procs = [ts.spawn(site.plan_path, *REVERT) for _ in range(8)]
-    runs = [ts.finish(p, timeout=150) for p in procs]
-    shown = "\n\n".join(map(str, runs))
-    assert [r.code for r in runs] == [0] * 8, shown
-    nothing = [r for r in runs if "nothing to revert" in r.out]
-    assert len(nothing) == 1 and "staging is already at stage off" in nothing[0].out, shown
-    assert site.stage() is None
-    records = _assert_one_chain(site, shown)
-    reverts = [(r.from_, r.to) for r in records[before:] if r.action in history.TRANSITIONS]
-    assert reverts == [(6, 5), (5, 4), (4, 3), (3, 2), (2, 1), (1, 0), (0, None)], shown
-    assert all(r.action == "revert" for r in records[before:] if r.action != "verify")
-    ts.wait_serving(site, ladder.settings_for(site.plan, "staging", None), "after the reverts")
 
 
 def test_advances_reverts_and_verifies_at_once_stay_one_chain(site: ts.Site) -> None:

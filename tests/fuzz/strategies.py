@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tests.reliability.budget import DEEP, budget
 
-EXAMPLES = budget(100, 10_000)
+EXAMPLES = budget(60, 10_000)
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -24,7 +24,7 @@ FUZZ = settings(
 )
 # For a property split over several parametrized cases (one per header name, one per
 # seed file): each case gets a share, so the property as a whole still sees 10,000+.
-SHARE = budget(40, 2_500)
+SHARE = budget(20, 2_500)
 FUZZ_SHARE = settings(FUZZ, max_examples=SHARE)
 
 # Characters a hostile or careless value might hold: the grammar's own punctuation, OWS,
