@@ -148,7 +148,9 @@ def observe(s: Survey) -> list[Observation]:
                 "keep the owner's copy only"
             )
         if page and s.not_found.ok and not nf:
-            notes.append("missing on the 404 (notfound.E001 checks it): send it on every status")
+            notes.append(
+                "missing on the 404 (header.E001 on the 404 probe): send it on every status"
+            )
         if nf and not page:
             notes.append("missing on the page: the page's own rules drop it")
         values = tuple(page or nf or redirect)

@@ -208,3 +208,45 @@ def test_each_trap_fails_as_the_faq_says_and_its_fix_passes(
         assert _failed(broken)[0][3] == "http://example.test/"
     fixed = rollout(*verify, str(site(f"{trap}.fixed.conf", sends_xfo)))
     assert fixed.code == 0, _failed(fixed)
+
+
+def test_init_reads_the_missing_on_404_trap_as_edge_owned(
+    site: Callable[[str, bool], Path], rollout: Callable[..., Result], tmp_path: Path
+) -> None:
+    """Headers nginx adds to pages but not to the 404 are judged edge-owned, with a note;
+    with the app's own address, for sure."""
+    plan = site("missing-on-404.conf", False)
+    connect = json.loads(re.search(r"connect-to = (.*)", plan.read_text()).group(1))  # type: ignore[union-attr]
+    cacert = re.search(r'cacert = "(.*)"', plan.read_text()).group(1)  # type: ignore[union-attr]
+    flags = ["--cacert", cacert, *[a for c in connect for a in ("--connect-to", c)], "--json"]
+    r = rollout("init", "https://www.example.test/", "--plan", str(tmp_path / "a.toml"), *flags)
+    assert r.code == 0, r.err
+    seen = {h["header"]: h for h in json.loads(r.out)["headers"]}
+    assert seen["x-frame-options"]["owner"] == "edge"
+    assert seen["x-frame-options"]["confidence"] == "likely"
+    assert seen["x-frame-options"]["why"].startswith("on the page but not on the 404")
+    assert seen["x-frame-options"]["notes"] == [
+        "missing on the 404 (header.E001 on the 404 probe): send it on every status"
+    ]
+    app = f"http://127.0.0.1:{_upstream_port(plan)}/"
+    r = rollout(
+        "init",
+        "https://www.example.test/",
+        "--plan",
+        str(tmp_path / "b.toml"),
+        *flags,
+        "--app-url",
+        app,
+    )
+    assert r.code == 0, r.err
+    owners = {h["header"]: (h["owner"], h["confidence"]) for h in json.loads(r.out)["headers"]}
+    assert owners == {
+        "x-frame-options": ("edge", "seen"),
+        "x-content-type-options": ("edge", "seen"),
+    }
+
+
+def _upstream_port(plan: Path) -> int:
+    """The app's port, from the nginx config served beside the plan."""
+    conf = (plan.parent / "nginx.conf").read_text()
+    return int(re.search(r"proxy_pass http://127.0.0.1:(\d+)", conf).group(1))  # type: ignore[union-attr]
