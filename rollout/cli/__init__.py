@@ -49,6 +49,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "The transitions of an environment: when, who, why.",
     ),
     "render": ("rollout.cli.render:render", "A stage as nginx, Apache, Django, headers or JSON."),
+    "init": (
+        "rollout.cli.init:init",
+        "Probe a live site and write a starting plan from what it sends.",
+    ),
     "demo": (
         "rollout.cli.demo:demo",
         "The whole job on an embedded local environment (loopback, TLS).",
