@@ -148,17 +148,20 @@ def test_bad_input_keeps_the_old_file(plan: Path, rollout: Callable[..., Result]
     assert report.read_text() == "old report\n"
 
 
-def test_unwritable_junit_is_one_line_exit_2(plan: Path, rollout: Callable[..., Result]) -> None:
-    """--junit into a missing folder: one line naming --junit, exit 2, nothing created."""
+def test_unwritable_junit_is_refused_before_probing(
+    plan: Path, https: RawServer, rollout: Callable[..., Result]
+) -> None:
+    """--junit into a missing folder: one line naming --junit, exit 2, before any probe is
+    sent or any history written."""
     report = plan.parent / "nope" / "verify.xml"
-    result = rollout(
-        "verify", "staging", "--stage", "3", "--junit", str(report), "--plan", str(plan)
-    )
+    result = rollout("verify", "staging", "--junit", str(report), "--plan", str(plan))
     assert result.code == 2
-    assert result.err.splitlines()[-1] == (
+    assert result.err.splitlines() == [
         f"rollout: --junit: {report}: the folder {report.parent} does not exist"
-    )
+    ]
     assert not report.parent.exists()
+    assert https.requests == []
+    assert not (plan.parent / "staging.history.jsonl").exists()
 
 
 def test_control_characters_stay_valid_xml() -> None:

@@ -138,3 +138,22 @@ def test_a_slow_advance_shows_the_step_it_waits_on(
     assert "→ wait up to 2s for stage 0 (hsts-30s) to show live" in out.splitlines()
     assert "wait up to 2s for stage 0 (hsts-30s) to show live (" in terminal
     assert ERASE not in out
+
+
+def test_advance_output_file_gets_the_result_and_stderr_the_steps(
+    plan: Path, servers: tuple[RawServer, RawServer], rollout: Callable[..., Result]
+) -> None:
+    """advance --output FILE: FILE holds the result (gates, changes, verdict), the → step
+    lines go to stderr, stdout stays empty."""
+    https, _ = servers
+    https.routes["/"] = Reply()  # never shows stage 0: rolled back, exit 1
+    target = plan.parent / "advance.txt"
+    result = rollout(
+        "advance", "staging", "--settle", "0", "--output", str(target), "--plan", str(plan)
+    )
+    assert result.code == 1
+    assert result.out == ""
+    assert "→ verify stage off live (the current stage)" in result.err.splitlines()
+    text = target.read_text()
+    assert text.startswith("gates:\n") and "→" not in text
+    assert text.splitlines()[-1].startswith("✗ staging rolled back to stage off")

@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING
 import click
 
 from rollout.cli import STAGE, Options, Seconds, StageChoice, common_options, env_argument
-from rollout.cli.progress import Progress
-from rollout.cli.progress import wanted as progress_wanted
 
 if TYPE_CHECKING:
+    from rollout.cli.progress import Progress
     from rollout.orchestrate import Outcome
     from rollout.probe import ProbeOptions
 
@@ -67,6 +66,8 @@ def advance(
       rollout advance staging
       rollout advance production --force --reason "CHG-1234 approved"
     """
+    from rollout.cli.progress import Progress
+    from rollout.cli.progress import wanted as progress_wanted
     from rollout.errors import InputError
     from rollout.orchestrate import advance as run_advance
 
@@ -134,6 +135,8 @@ def revert(
       rollout revert staging --dry-run --json
     """
     from rollout import orchestrate
+    from rollout.cli.progress import Progress
+    from rollout.cli.progress import wanted as progress_wanted
     from rollout.names import stage_label
 
     plan = opts.load_plan()

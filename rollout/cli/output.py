@@ -15,6 +15,25 @@ import tempfile
 from pathlib import Path
 
 
+def check(path: Path, *, flag: str = "--output") -> tuple[Path, os.stat_result | None]:
+    """Refuse, before any work, a FILE that could not be replaced: a FIFO, a device or a
+    folder at it, or a folder that does not exist. Returns the real target and its stat."""
+    from rollout.errors import InputError
+
+    target = Path(os.path.realpath(path))
+    try:
+        old: os.stat_result | None = os.stat(target)
+    except FileNotFoundError:
+        old = None
+    except OSError as exc:
+        raise InputError(f"{flag}: {path}: {exc.strerror or exc}") from None
+    if old is not None and not stat.S_ISREG(old.st_mode):
+        raise InputError(f"{flag}: {path}: is not a regular file")
+    if not target.parent.is_dir():
+        raise InputError(f"{flag}: {path}: the folder {target.parent} does not exist")
+    return target, old
+
+
 def replace(path: Path, text: str, *, flag: str = "--output") -> None:
     """Replace path with text: all of it or, on any error, the old file as it was.
 
@@ -25,18 +44,8 @@ def replace(path: Path, text: str, *, flag: str = "--output") -> None:
     """
     from rollout.errors import InputError
 
-    target = Path(os.path.realpath(path))
+    target, old = check(path, flag=flag)
     folder = target.parent
-    try:
-        old: os.stat_result | None = os.stat(target)
-    except FileNotFoundError:
-        old = None
-    except OSError as exc:
-        raise InputError(f"{flag}: {path}: {exc.strerror or exc}") from None
-    if old is not None and not stat.S_ISREG(old.st_mode):
-        raise InputError(f"{flag}: {path}: is not a regular file")
-    if not folder.is_dir():
-        raise InputError(f"{flag}: {path}: the folder {folder} does not exist")
     data = text.encode("utf-8")
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")

@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING
 import click
 
 from rollout.cli import STAGE, Options, Seconds, StageChoice, common_options, env_argument
-from rollout.cli.progress import Progress
-from rollout.cli.progress import wanted as progress_wanted
 from rollout.errors import RolloutError
 from rollout.names import OFF
 
@@ -79,12 +77,19 @@ def verify(
       rollout verify staging --connect-to staging.example.test:443:127.0.0.1:8443
     """
     from rollout import ladder, store
+    from rollout.cli import output
+    from rollout.cli.progress import Progress
+    from rollout.cli.progress import wanted as progress_wanted
     from rollout.orchestrate import record_verify
     from rollout.probe import ProbeOptions
     from rollout.verify import verify as run_verify
 
     plan = opts.load_plan()
     env = opts.environment(plan, env_name)
+    # A verify may take minutes: refuse a FILE it could not write before, not after.
+    for flag, path in (("--junit", junit), ("--output", opts.output)):
+        if path is not None:
+            output.check(path, flag=flag)
     options = ProbeOptions(
         timeout=opts.timeout,
         insecure=opts.insecure,
@@ -120,13 +125,12 @@ def verify(
                     recorded = exc  # the report still prints: it is what the user came for
     seconds = time.monotonic() - started
     if junit is not None:
-        from rollout.cli.output import replace
         from rollout.junit import to_junit
 
         text = to_junit(
             report, seconds=seconds, reproduce=partial(curl_command, options=report.options)
         )
-        replace(junit, text, flag="--junit")
+        output.replace(junit, text, flag="--junit")
     if opts.json:
         opts.emit_json(report.to_json())
     else:
