@@ -91,7 +91,7 @@ def render(
             "ladder.hsts" if name == HSTS else f"policy.{CSP if name in CSP_FAMILY else name}"
         )
         raise PlanError(f"{opts.plan_path}: {plan_key}: {why}")
-    text = render_stage(settings, fmt, django=int(django), settings_path=path)
+    text = render_stage(settings, fmt, django=int(django), settings_path=path, output=output)
     if output is not None:
         write_atomic(output, text)
     if opts.json and fmt != "json":
