@@ -49,16 +49,11 @@ def admit(data: bytes, source: str) -> StageSettings:
     """A stage file's bytes read and checked as above; SettingsError names source and key."""
     if not data:
         raise SettingsError(f"{source}: empty (being rewritten in place, or cut short)")
-    try:
-        settings = loads(data, source=source)
-    except SettingsError:
-        # A cut mid-line mostly breaks the TOML, at a different place each time: report
-        # what happened, in one message, rather than where the parser stopped.
-        if not data.endswith(b"\n"):
-            raise SettingsError(f"{source}: {INCOMPLETE}") from None
-        raise
-    if not data.endswith(b"\n") or _last_table(data.decode()) != "edge":
+    # Whole first: a file cut short fails wherever the cut fell (mid-string, before the
+    # stage line, ...), a different message each time; what happened is one thing.
+    if not data.endswith(b"\n") or _last_table(data) != "edge":
         raise SettingsError(f"{source}: {INCOMPLETE}")
+    settings = loads(data, source=source)
     try:
         check(settings)
     except SettingsError as exc:
@@ -66,9 +61,11 @@ def admit(data: bytes, source: str) -> StageSettings:
     return settings
 
 
-def _last_table(text: str) -> str | None:
+def _last_table(data: bytes) -> str | None:
+    """The name of the last `[table]` line; read before decoding, for any bytes."""
     last = None
-    for line in text.splitlines():
+    for raw in data.splitlines():
+        line = raw.decode("utf-8", "replace")
         if line.lstrip().startswith("["):
             m = _TABLE.fullmatch(line)
             last = m.group("name").strip("\"'") if m else line

@@ -102,8 +102,7 @@ class SettingsWatcher:
         self._key: FileKey = None
         self._bad_key: FileKey = None
         self._recheck_ns: int | None = None  # wall-clock ns after which to read once more
-        # error message -> (monotonic time logged, the snapshot being served then)
-        self._logged: dict[str, tuple[float, Snapshot]] = {}
+        self._logged: dict[str, float] = {}  # error line -> monotonic time logged
         self.snapshot: Snapshot = OFF
         self.next_check = 0.0
         self.refresh()
@@ -169,6 +168,9 @@ class SettingsWatcher:
         except NotRegularFile:
             self._fail(key, f"{self.path}: is not a regular file")
             return
+        except OSError as exc:  # unreadable (permissions), an I/O error
+            self._fail(key, f"{self.path}: cannot read: {_reason(exc)}")
+            return
         except SettingsError as exc:
             message = str(exc)  # admit names the file; Snapshot.build only the key
             if not message.startswith(f"{self.path}:"):
@@ -213,23 +215,24 @@ class SettingsWatcher:
         self._key, self._bad_key, self.snapshot = None, None, OFF
 
     def _fail(self, key: FileKey, message: str) -> None:
-        # Remembered by version (not parsed again while it stays) and by message: a
-        # rewrite in place read midway several times, or a file flapping between two bad
+        # Remembered by version (not parsed again while it stays) and by line: a rewrite
+        # in place read midway several times, or a file flapping between two bad
         # versions, is one line per distinct error, not one per version or per second.
-        # Said again once the settings served have changed since, or after a while.
+        # The same line comes again only after REPEAT_AFTER: a new incident by then.
         self._bad_key = key
+        if self.snapshot.settings is None:
+            line = f"{message}; no good settings yet: stage off, no app-owned headers"
+        else:
+            line = f"{message}; keeping the last good settings"
         now = time.monotonic()
-        last = self._logged.get(message)
-        if last is not None and last[1] is self.snapshot and now - last[0] < REPEAT_AFTER:
+        last = self._logged.pop(line, None)
+        if last is not None and now - last < REPEAT_AFTER:
+            self._logged[line] = last
             return
         if len(self._logged) >= _REMEMBERED:
             self._logged.pop(next(iter(self._logged)))
-        self._logged.pop(message, None)
-        self._logged[message] = (now, self.snapshot)
-        if self.snapshot.settings is None:
-            logger.error("%s; no good settings yet: stage off, no app-owned headers", message)
-        else:
-            logger.error("%s; keeping the last good settings", message)
+        self._logged[line] = now
+        logger.error("%s", line)
 
 
 def _key(st: os.stat_result) -> FileKey:

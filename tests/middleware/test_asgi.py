@@ -191,7 +191,7 @@ def test_bad_file_logs_one_error_and_keeps_last_good(
 ) -> None:
     """A corrupt rewrite is reported once and the previous headers stay in force."""
     middleware = SecurityHeaders(plain_app(), stage_file, check_interval=0)
-    stage_file.write_text('environment = "staging"\nstage = "sideways"\n')
+    stage_file.write_text('environment = "staging"\nstage = "sideways"\n[app]\n[edge]\n')
     with caplog.at_level(logging.ERROR, logger="rollout.middleware"):
         for _ in range(5):
             headers = dict(response_headers(call(middleware)))

@@ -138,7 +138,7 @@ def test_hot_reload_and_bad_file(configured: Path, caplog: pytest.LogCaptureFixt
     write_stage_file(configured, app={**APP, "x-frame-options": "SAMEORIGIN"})
     request = RequestFactory().get("/", secure=True)
     assert middleware(request).headers["X-Frame-Options"] == "SAMEORIGIN"
-    configured.write_text("not toml [")
+    configured.write_text("not toml [\n[edge]\n")
     with caplog.at_level(logging.ERROR, logger="rollout.middleware"):
         for _ in range(3):
             response = middleware(request)
