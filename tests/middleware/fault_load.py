@@ -456,6 +456,10 @@ def _fault_steps() -> list[Fault]:
     def cut_after_app(path: Path, scratch: Path, seconds: float) -> None:
         os.truncate(path, G1.index(b"[app]\n") + len(b"[app]\n"))
 
+    def cut_inside_app(path: Path, scratch: Path, seconds: float) -> None:
+        os.truncate(path, G1.index(b"permissions-policy"))  # HSTS and CSP stay
+
+
     return [
         Fault("quiet", lambda p, s, t: None, one, s1),
         Fault("invalid value", act_atomic(BAD_XFO), one, s1, "app.x-frame-options: "),
@@ -469,6 +473,8 @@ def _fault_steps() -> list[Fault]:
         ),
         Fault("restored", act_atomic(G1), one, s1),
         Fault("truncated after [app]", cut_after_app, one, s1, INCOMPLETE),
+        Fault("restored", act_atomic(G1), one, s1),
+        Fault("truncated inside [app]", cut_inside_app, one, s1, INCOMPLETE),
         Fault("restored", act_atomic(G1), one, s1),
         Fault("emptied", lambda p, s, t: os.truncate(p, 0), one, s1, "empty (being rewritten"),
         Fault("another environment's file", act_atomic(OTHER_ENV), one, s1, "environment: "),
