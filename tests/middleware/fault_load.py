@@ -459,7 +459,6 @@ def _fault_steps() -> list[Fault]:
     def cut_inside_app(path: Path, scratch: Path, seconds: float) -> None:
         os.truncate(path, G1.index(b"permissions-policy"))  # HSTS and CSP stay
 
-
     return [
         Fault("quiet", lambda p, s, t: None, one, s1),
         Fault("invalid value", act_atomic(BAD_XFO), one, s1, "app.x-frame-options: "),

@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pytest
 import tomli_w
+from hypothesis import given
+from hypothesis import strategies as st
 from middleware_support import APP, headers_of, records, write_stage_file
 from middleware_support import page_app as _app
 
 from rollout import ladder, settings, store
+from rollout.durations import format_duration
 from rollout.errors import SettingsError
 from rollout.middleware.admission import INCOMPLETE, admit
 from rollout.middleware.asgi import SecurityHeaders
@@ -314,3 +317,20 @@ def test_a_version_read_while_fresh_is_read_once_more(
     assert headers_of(middleware)[csp] == b"default-src 'self'; report-uri /csp"
     now[0] += watch.RACY_NS
     assert headers_of(middleware)[csp] == b"default-src 'none'; report-uri /csp"
+
+
+@given(st.integers(min_value=1, max_value=10**10))
+def test_every_max_age_a_plan_allows_names_its_stage(age: int) -> None:
+    """Whatever max-age a ramp holds (1 s to the plan's 10**10 s cap), the stage rollout
+    names after it, sending it, is admitted; one second more is not."""
+    name = f"hsts-{format_duration(age)}"
+    for sent, ok in ((age, True), (age + 1, False)):
+        text = (
+            f'environment = "s"\nstage = 3\nname = "{name}"\n[app]\n'
+            f'"strict-transport-security" = "max-age={sent}"\n[edge]\n'
+        )
+        if ok:
+            admit(text.encode(), "s.toml")
+        else:
+            with pytest.raises(SettingsError, match="but stage 3"):
+                admit(text.encode(), "s.toml")
