@@ -95,8 +95,12 @@ class SettingsWatcher:
 
     def __init__(self, path: str | os.PathLike[str], interval: float = 1.0) -> None:
         given = os.fspath(path)
+        try:
+            cwd = os.getcwd()
+        except OSError:  # the working folder was deleted: nothing to resolve against
+            cwd = ""
         # Absolute once, at start-up: a later chdir (a daemon, a test) changes nothing.
-        self.path = Path(os.path.abspath(given))
+        self.path = Path(os.path.normpath(os.path.join(cwd, given)) if cwd else given)
         self.interval = interval
         self._lock = threading.Lock()
         self._key: FileKey = None
@@ -107,7 +111,7 @@ class SettingsWatcher:
         self.next_check = 0.0
         self.refresh()
         if self.snapshot.settings is None and not os.path.lexists(self.path):
-            relative = "" if os.path.isabs(given) else f" ({given!r} from {os.getcwd()})"
+            relative = "" if os.path.isabs(given) else f" ({given!r} from {cwd or '?'})"
             logger.warning(
                 "%s%s: does not exist; stage off, no app-owned headers until it appears",
                 self.path,

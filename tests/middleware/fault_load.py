@@ -38,22 +38,9 @@ import tomli_w
 from rollout import ladder, settings
 from rollout.middleware.admission import INCOMPLETE
 from rollout.plan import parse_plan
+from tests.conftest import PLAN  # staging: the app owns every header
 
 ROOT = Path(__file__).resolve().parents[2]
-PLAN = """\
-[policy]
-content-security-policy = "default-src 'self'; object-src 'none'"
-permissions-policy = "geolocation=(), camera=()"
-referrer-policy = "no-referrer"
-x-frame-options = "DENY"
-x-content-type-options = "nosniff"
-
-[environments.staging]
-urls = ["https://staging.example.test/"]
-
-[environments.production]
-urls = ["https://www.example.test/"]
-"""
 NAMES = (
     "strict-transport-security",
     "content-security-policy",

@@ -54,8 +54,9 @@ def site(root: Path, settings_py: str) -> Path:
     return package
 
 
-def loaded(root: Path) -> dict[str, Any]:
-    """The SECURE_*, X_FRAME_* and ROLLOUT_* settings Django ends up with for root's site."""
+def loaded(root: Path, cwd: str | None = None) -> dict[str, Any]:
+    """The SECURE_*, X_FRAME_* and ROLLOUT_* settings Django ends up with for root's site,
+    started in the working folder cwd (systemd's, gunicorn --chdir's) or this one."""
     env = {"DJANGO_SETTINGS_MODULE": "mysite.settings", "PYTHONPATH": str(root)}
     out = subprocess.run(
         [sys.executable, "-c", LOAD],
@@ -63,6 +64,7 @@ def loaded(root: Path) -> dict[str, Any]:
         text=True,
         check=True,
         timeout=60,
+        cwd=cwd,
         env={**env, "PATH": "/usr/bin:/bin"},
     )
     result: dict[str, Any] = json.loads(out.stdout)
@@ -139,22 +141,6 @@ def test_rendering_again_leaves_one_consistent_set(
 # --- item 3: ROLLOUT_SETTINGS resolves from the Django project, not the working folder --
 
 
-def loaded_from(root: Path, cwd: str) -> dict[str, Any]:
-    """Like `loaded`, with Django started in another working folder (systemd, --chdir)."""
-    env = {"DJANGO_SETTINGS_MODULE": "mysite.settings", "PYTHONPATH": str(root)}
-    out = subprocess.run(
-        [sys.executable, "-c", LOAD],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        cwd=cwd,
-        env={**env, "PATH": "/usr/bin:/bin"},
-    )
-    result: dict[str, Any] = json.loads(out.stdout)
-    return result
-
-
 def test_output_module_finds_the_stage_file_from_any_folder(
     write_plan: Callable[..., Path],
     rollout: Callable[..., Result],
@@ -171,10 +157,10 @@ def test_output_module_finds_the_stage_file_from_any_folder(
     result = rollout("render", "staging", *args, "--output", "../mysite/rollout_settings.py")
     assert result.code == 0, result.err
     assert "'../stages/staging.toml'" in (package / "rollout_settings.py").read_text()
-    assert loaded_from(tmp_path, "/")["ROLLOUT_SETTINGS"] == str(plan.parent / "staging.toml")
+    assert loaded(tmp_path, "/")["ROLLOUT_SETTINGS"] == str(plan.parent / "staging.toml")
     moved = tmp_path / "elsewhere" / "project"
     shutil.copytree(tmp_path, moved, ignore=shutil.ignore_patterns("elsewhere"))
-    got = loaded_from(moved, "/")["ROLLOUT_SETTINGS"]
+    got = loaded(moved, "/")["ROLLOUT_SETTINGS"]
     assert got == str(moved / "stages" / "staging.toml")
 
 
