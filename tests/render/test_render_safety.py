@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
 import subprocess
 from collections.abc import Callable
@@ -23,7 +22,15 @@ from rollout.render import FORMATS, render
 from rollout.render.nginx import render_nginx
 from rollout.settings import StageSettings, dumps
 from tests.conftest import PLAN, Result
-from tests.integration.rollout_itest import HOST, NGINX_CONF, SUBDOMAIN, Nginx, find_nginx
+from tests.integration.rollout_itest import (
+    HOST,
+    NGINX_CONF,
+    SUBDOMAIN,
+    Nginx,
+    apache_modules,
+    find_apache,
+    find_nginx,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 OLD = b'# the live snippet\nadd_header Strict-Transport-Security "max-age=86400" always;\n'
@@ -366,45 +373,16 @@ def test_nginx_t_rejects_what_a_hash_name_used_to_render(tmp_path: Path) -> None
     assert "emerg" in result.stderr
 
 
-APACHE_MODULES = ("/usr/lib/apache2/modules", "/usr/lib64/httpd/modules", "/usr/lib/httpd/modules")
-
-
-def find_apache() -> tuple[str, Path]:
-    """httpd and its modules folder ($APACHE2, PATH, /usr/sbin); absent: skip with the
-    reason, or fail under CI=true (where .ci/run installs Debian's apache2)."""
-    wanted = os.environ.get("APACHE2")
-    if wanted:
-        binary = wanted if os.access(wanted, os.X_OK) else None
-    else:
-        binary = shutil.which("apache2") or shutil.which("httpd")
-        for candidate in ("/usr/sbin/apache2", "/usr/sbin/httpd"):
-            if binary is None and os.access(candidate, os.X_OK):
-                binary = candidate
-    modules = next((Path(d) for d in APACHE_MODULES if Path(d, "mod_headers.so").exists()), None)
-    if binary is None or modules is None:
-        reason = "apache2 (httpd with mod_headers) is not installed"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI=true requires it (apt-get install -y apache2)")
-        pytest.skip(f"{reason}; apt-get install -y apache2 to run it")
-    return binary, modules
-
-
 def apache_t(tmp_path: Path, snippet: str) -> subprocess.CompletedProcess[str]:
     """`apache2 -t` on a minimal server config that includes snippet in a VirtualHost,
     as the Apache guide does."""
     binary, modules = find_apache()
     (tmp_path / "rollout-headers.conf").write_text(snippet)
-    mpm = next(
-        (m for m in ("mod_mpm_event.so", "mod_mpm_prefork.so") if (modules / m).exists()), None
-    )
-    load = ""
-    if mpm is not None:
-        load = f"LoadModule mpm_{mpm[8:-3]}_module {modules / mpm}\n"
     (tmp_path / "httpd.conf").write_text(
         f"ServerRoot {tmp_path}\nServerName {HOST}\nPidFile {tmp_path}/httpd.pid\n"
-        f"ErrorLog {tmp_path}/error.log\nListen 127.0.0.1:8\n{load}"
-        f"LoadModule headers_module {modules / 'mod_headers.so'}\n"
-        f"<VirtualHost *:8>\n  Include {tmp_path}/rollout-headers.conf\n</VirtualHost>\n"
+        f"ErrorLog {tmp_path}/error.log\nListen 127.0.0.1:8\n"
+        + apache_modules(modules, ["headers"])
+        + f"<VirtualHost *:8>\n  Include {tmp_path}/rollout-headers.conf\n</VirtualHost>\n"
     )
     return subprocess.run(
         [binary, "-t", "-f", str(tmp_path / "httpd.conf")],
