@@ -16,8 +16,10 @@ error it must log.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import ctypes
+import functools
 import http.client
 import os
 import shutil
@@ -520,6 +522,11 @@ class Run:
     logs: dict[str, list[str]]
     unreached: list[str]
 
+    @functools.cached_property
+    def starts(self) -> list[float]:
+        """When each step started, in order."""
+        return [p.started for p in self.phases]
+
 
 def run_schedule(folder: Path, rounds: int, seconds: float, interval: float, workers: int) -> Run:
     """Start the servers, load them, and walk FAULTS `rounds` times, each step at least
@@ -571,25 +578,26 @@ def shared_folder() -> Iterator[Path]:
 # --- what held ----------------------------------------------------------------------
 
 
+def _index(run: Run, moment: float) -> int:
+    """The index of the step running at moment (the first one before any)."""
+    starts = run.starts
+    return max(0, bisect.bisect_right(starts, moment) - 1)
+
+
 def phase_of(run: Run, response: Response) -> Phase:
     """The step during which a response started."""
-    found = run.phases[0]
-    for phase in run.phases:
-        if phase.started <= response.started:
-            found = phase
-    return found
+    return run.phases[_index(run, response.started)]
 
 
 def allowed(run: Run, response: Response) -> frozenset[State]:
     """Every state a response may carry: the server answered it at some moment between
     the client sending it and receiving the answer, so any step running meanwhile counts."""
-    ended = response.started + response.seconds
+    first = _index(run, response.started)
+    last = _index(run, response.started + response.seconds)
     states: frozenset[State] = frozenset()
-    for i, phase in enumerate(run.phases):
-        following = run.phases[i + 1].started if i + 1 < len(run.phases) else float("inf")
-        if phase.started <= ended and following > response.started:
-            states |= phase.fault.allowed
-    return states or run.phases[0].fault.allowed
+    for phase in run.phases[first : last + 1]:
+        states |= phase.fault.allowed
+    return states
 
 
 def figures(run: Run) -> dict[str, dict[str, float]]:
