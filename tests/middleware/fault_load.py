@@ -392,12 +392,16 @@ def replace_with(path: Path, make: Callable[[Path], None]) -> None:
     os.replace(tmp, path)
 
 
+REWRITES: list[float] = []  # when each in-place rewrite of the storm finished
+
+
 def storm(path: Path, seconds: float) -> None:
     """Rewrite path in place, G2 and G1 by turns, for about `seconds`; ends on G2."""
     deadline = time.monotonic() + seconds
     turn = 0
     while True:
         in_place(path, (G2, G1)[turn % 2])
+        REWRITES.append(time.monotonic())
         turn += 1
         if turn % 2 == 0:
             continue

@@ -22,7 +22,16 @@ import re
 from collections import Counter
 
 import pytest
-from fault_load import FAULTS, Run, allowed, figures, phase_of, run_schedule, shared_folder
+from fault_load import (
+    FAULTS,
+    REWRITES,
+    Run,
+    allowed,
+    figures,
+    phase_of,
+    run_schedule,
+    shared_folder,
+)
 
 from rollout.middleware.watch import REPEAT_AFTER
 
@@ -46,6 +55,7 @@ def run() -> Run:
             "check_interval": INTERVAL,
             "clients_per_server": WORKERS,
             "steps": [f.name for f in FAULTS],
+            "in_place_rewrites": len(REWRITES),
             "servers": figures(result),
         }
         with open(wanted, "w") as out:
