@@ -155,14 +155,16 @@ class SettingsWatcher:
             # Django's thread) that would hold every request. Never open one.
             self._fail(key, f"{self.path}: is not a regular file")
             return
-        from rollout.middleware import admission  # the grammars: loaded at reload, not import
-
         try:
             # The key comes from fstat on the descriptor read, so it always belongs to
             # the bytes parsed; opened non-blocking in case the file was just swapped.
             data, fs = read_regular(self.path)
             key = _key(fs)
             self._recheck_ns = fs.st_mtime_ns + RACY_NS if _racy(fs) else None
+            # The grammars load at the first reload, not at import; should they fail to
+            # (a broken install), that is one logged error, never a failed request.
+            from rollout.middleware import admission
+
             settings = admission.admit(data, source=str(self.path))
             self._same_environment(settings)
             snapshot = Snapshot.build(settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,20 @@ def test_start_up_names_the_stage_loaded_and_keeps_the_path_after_a_chdir(
     assert records(caplog, logging.INFO) == [f"{stage_file}: stage 1 (hsts-5m) loaded"]
     monkeypatch.chdir("/")
     assert headers_of(middleware)[b"x-frame-options"] == b"DENY"
+
+
+def test_grammars_that_fail_to_import_never_fail_a_request(
+    stage_file: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broken install (the header grammars cannot be imported) is one logged error and
+    stage off at start-up; requests are answered all the same."""
+    monkeypatch.setitem(sys.modules, "rollout.middleware.admission", None)
+    monkeypatch.delattr("rollout.middleware.admission", raising=False)
+    with caplog.at_level(logging.ERROR, logger="rollout.middleware"):
+        middleware = SecurityHeaders(_app, stage_file, check_interval=0)
+        for _ in range(3):
+            assert headers_of(middleware) == {}
+    [error] = records(caplog, logging.ERROR)
+    assert (
+        error.startswith(f"{stage_file}: cannot load: ModuleNotFoundError") and "stage off" in error
+    )
