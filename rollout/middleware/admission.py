@@ -32,7 +32,8 @@ from rollout.settings import StageSettings, loads
 
 INCOMPLETE = (
     "incomplete: rollout writes [edge] as the last table, then a line end, and this file "
-    "stops before that (cut short, or read while something rewrote it in place)"
+    "stops before that (cut short, or read while something rewrote it in place; a file "
+    "written by hand needs them too, an empty [edge] included)"
 )
 # A table header line: `[edge]`, `[ "edge" ]`, with an optional comment. Values are one
 # line each (settings.loads refuses a line break), so no value can look like one.

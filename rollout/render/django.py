@@ -86,18 +86,20 @@ def render_django(
     if settings.edge:
         owned = ", ".join(display_name(n) for n in settings.edge)
         lines.append(f"# The edge sends (so Django must not): {owned}.")
+    # Generated: a project's formatter and linter leave it as rendered.
+    lines += ["# fmt: off", "# ruff: noqa"]
     lines += _stage_file(settings, settings_path, module_path)
     lines += _silenced(settings)
     # Every header Django sends by default is set explicitly: off unless app-owned.
     lines += _hsts(app.get(HSTS), HSTS in settings.edge)
     lines.append("SECURE_SSL_REDIRECT = True")
     lines.append(f"SECURE_CONTENT_TYPE_NOSNIFF = {NOSNIFF in app!r}")
-    lines.append(f"SECURE_REFERRER_POLICY = {app.get(REFERRER)!r}")
+    lines.append(f"SECURE_REFERRER_POLICY = {literal(app.get(REFERRER))}")
     if COOP in app or COOP in settings.edge:
         lines += _coop(app.get(COOP))
     xfo = app.get(XFO, "").upper()
     if xfo in ("DENY", "SAMEORIGIN"):
-        lines.append(f"X_FRAME_OPTIONS = {xfo!r}")
+        lines.append(f"X_FRAME_OPTIONS = {literal(xfo)}")
     handled = {HSTS, NOSNIFF, REFERRER, XFO, COOP}
     if version >= 6:
         lines += _csp(app)
@@ -108,13 +110,26 @@ def render_django(
     return "\n".join(lines) + "\n"
 
 
+def literal(value: object) -> str:
+    """value as a Python literal, strings double-quoted as ruff format and black write them,
+    so a project that checks its formatting accepts the rendered module as it is."""
+    if isinstance(value, str):
+        text = repr(value)
+        if text.startswith("'") and '"' not in value:
+            text = f'"{text[1:-1]}"'  # repr escaped no quote: there is none of either
+        return text
+    if isinstance(value, list):
+        return "[" + ", ".join(literal(item) for item in value) + "]"
+    return repr(value)
+
+
 def _stage_file(
     settings: StageSettings, settings_path: Path | None, module_path: Path | None
 ) -> list[str]:
     """ROLLOUT_SETTINGS: a path that resolves wherever the app starts (its working folder
     is systemd's, gunicorn --chdir's, not the one rollout ran in)."""
     if settings_path is None:  # a library call that gave no stage file: the plan's layout
-        return [f"ROLLOUT_SETTINGS = {f'stages/{settings.environment}.toml'!r}"]
+        return [f"ROLLOUT_SETTINGS = {literal(f'stages/{settings.environment}.toml')}"]
     stage = os.path.join(os.path.realpath(settings_path.parent), settings_path.name)
     if module_path is not None:
         here = os.path.realpath(module_path.parent)
@@ -125,15 +140,19 @@ def _stage_file(
             return [
                 "# The stage file, from this module's own folder (not the working folder):",
                 "import os as _os",
+                "",
                 "ROLLOUT_SETTINGS = _os.path.normpath(",
-                f"    _os.path.join(_os.path.dirname(_os.path.realpath(__file__)), {relative!r})",
+                "    _os.path.join(",
+                "        _os.path.dirname(_os.path.realpath(__file__)),",
+                f"        {literal(relative)},",
+                "    )",
                 ")",
             ]
     return [
         "# The stage file's absolute path (render with --output for one relative to the module):"
         if module_path is None
         else "# The stage file's absolute path (it shares no folder with this module):",
-        f"ROLLOUT_SETTINGS = {stage!r}",
+        f"ROLLOUT_SETTINGS = {literal(stage)}",
     ]
 
 
@@ -147,7 +166,7 @@ def _silenced(settings: StageSettings) -> list[str]:
     ]
     if not silenced:
         return [*lines, "SILENCED_SYSTEM_CHECKS: list[str] = []"]
-    body = [f"    {check!r},  # {display_name(name)}: sent by the edge" for name, check in silenced]
+    body = [f"    {literal(c)},  # {display_name(name)}: sent by the edge" for name, c in silenced]
     return [*lines, "SILENCED_SYSTEM_CHECKS = [", *body, "]"]
 
 
@@ -157,7 +176,7 @@ def _coop(value: str | None) -> list[str]:
     if value is None:
         return ["SECURE_CROSS_ORIGIN_OPENER_POLICY = None  # the edge sends it"]
     if value.strip().lower() in _DJANGO_COOP:
-        return [f"SECURE_CROSS_ORIGIN_OPENER_POLICY = {value.strip().lower()!r}"]
+        return [f"SECURE_CROSS_ORIGIN_OPENER_POLICY = {literal(value.strip().lower())}"]
     # A value Django refuses (e.g. with a report-to parameter): rollout's middleware sends it.
     return ["SECURE_CROSS_ORIGIN_OPENER_POLICY = None  # sent by rollout's middleware"]
 
@@ -205,5 +224,5 @@ def _policy_dict(value: str) -> dict[str, list[str] | bool] | None:
 def _assign(setting: str, policy: dict[str, list[str] | bool]) -> str:
     if not policy:
         return f"{setting} = {{}}"
-    body = "".join(f"    {name!r}: {value!r},\n" for name, value in policy.items())
+    body = "".join(f"    {literal(name)}: {literal(value)},\n" for name, value in policy.items())
     return f"{setting} = {{\n{body}}}"

@@ -150,7 +150,7 @@ def test_check_deploy(
     case = CASES[name]
     root, text = project(tmp_path, case, 5 if interpreter == "django5" else 6, rollout)
     assert warnings_of(python, root) == case.warns
-    silenced = set(re.findall(r"'security\.(W\d{3})',  # [\w-]+: sent by the edge", text))
+    silenced = set(re.findall(r'"security\.(W\d{3})",  # [\w-]+: sent by the edge', text))
     assert silenced == case.silenced
 
 

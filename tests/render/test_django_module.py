@@ -156,7 +156,7 @@ def test_output_module_finds_the_stage_file_from_any_folder(
     args = ["--format", "django", "--django", VERSION, "--stage", "2", "--plan", "plan.toml"]
     result = rollout("render", "staging", *args, "--output", "../mysite/rollout_settings.py")
     assert result.code == 0, result.err
-    assert "'../stages/staging.toml'" in (package / "rollout_settings.py").read_text()
+    assert '"../stages/staging.toml"' in (package / "rollout_settings.py").read_text()
     assert loaded(tmp_path, "/")["ROLLOUT_SETTINGS"] == str(plan.parent / "staging.toml")
     moved = tmp_path / "elsewhere" / "project"
     shutil.copytree(tmp_path, moved, ignore=shutil.ignore_patterns("elsewhere"))
@@ -173,7 +173,7 @@ def test_printed_fragment_names_the_absolute_path(
     monkeypatch.chdir(plan.parent)
     result = rollout("render", "staging", "--format", "django", "--plan", "plan.toml")
     assert result.code == 0, result.err
-    assert f"ROLLOUT_SETTINGS = {str(plan.parent / 'staging.toml')!r}" in result.out
+    assert f'ROLLOUT_SETTINGS = "{plan.parent / "staging.toml"}"' in result.out
 
 
 def test_output_far_from_the_stage_file_names_the_absolute_path(
@@ -190,6 +190,35 @@ def test_output_far_from_the_stage_file_names_the_absolute_path(
             "render", "staging", "--format", "django", "--output", str(target), "--plan", str(plan)
         )
         assert result.code == 0, result.err
-        assert f"ROLLOUT_SETTINGS = {str(plan.parent / 'staging.toml')!r}" in target.read_text()
+        assert f'ROLLOUT_SETTINGS = "{plan.parent / "staging.toml"}"' in target.read_text()
     finally:
         target.unlink(missing_ok=True)
+
+
+def test_a_projects_formatter_and_linter_leave_the_module_alone(
+    write_plan: Callable[..., Path], rollout: Callable[..., Result], tmp_path: Path
+) -> None:
+    """A generated file: a project's `ruff format --check` (even at line length 40, which
+    would rewrap every line) and `ruff check` accept it as rendered, printed or written."""
+    plan = write_plan()
+    package = site(tmp_path, BASE + IMPORT)
+    module = package / "rollout_settings.py"
+    for env, stage in (("staging", "off"), ("staging", "4"), ("production", "6")):
+        for version in ("5", "6"):
+            args = ["--format", "django", "--django", version, "--stage", stage, "--plan"]
+            written = rollout("render", env, *args, str(plan), "--output", str(module))
+            assert written.code == 0, written.err
+            printed = rollout("render", env, *args, str(plan))
+            for text in (module.read_text(), printed.out):
+                for command in (
+                    ["format", "--check", "--line-length", "40"],
+                    ["check", "--select", "E,F,W,I,UP,B,SIM,RUF"],
+                ):
+                    ruff = subprocess.run(
+                        [sys.executable, "-m", "ruff", *command, "--isolated", "-"],
+                        input=text,
+                        capture_output=True,
+                        text=True,
+                        timeout=60,
+                    )
+                    assert ruff.returncode == 0, ruff.stdout + ruff.stderr
