@@ -210,13 +210,51 @@ http {{
 """
 
 
-class Nginx:
+class ServerProcess:
+    """A proxy subprocess listening on `ports`: launched, awaited, stopped by signal."""
+
+    name = "server"
+    stop_signal = signal.SIGTERM
+    ports: Ports
+    proc: subprocess.Popen[bytes] | None = None
+
+    def _launch(self, argv: list[str], log: Path | None = None) -> None:
+        """Start argv and wait until both ports listen; else stop it and say why."""
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_for_port(self.ports.https, proc=self.proc)
+            wait_for_port(self.ports.http, proc=self.proc)
+        except RuntimeError:
+            err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+            logged = log.read_text() if log is not None and log.exists() else ""
+            self.stop()
+            raise RuntimeError(f"{self.name} did not start: {err}{logged}") from None
+
+    def stop(self) -> None:
+        """Stop it (stop_signal, then SIGKILL) and wait for it to exit."""
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.send_signal(self.stop_signal)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+class Nginx(ServerProcess):
     """A real nginx in a temporary prefix, proxying to an app port; restarted per config."""
+
+    name = "nginx"
+    stop_signal = signal.SIGQUIT  # graceful: its ports are free once it exits
 
     def __init__(self, binary: str, tmp: Path, cert: Any, app_port: int) -> None:
         self.binary, self.tmp, self.app_port = binary, tmp, app_port
         self.ports = Ports(https=free_port(), http=free_port())
-        self.proc: subprocess.Popen[bytes] | None = None
         cert.private_key_pem.write_to_path(str(tmp / "key.pem"))
         cert.cert_chain_pems[0].write_to_path(str(tmp / "cert.pem"))
         for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
@@ -242,33 +280,9 @@ class Nginx:
         )
         (self.tmp / "nginx.conf").write_text(conf)
         globals_ = f"daemon off; pid {self.tmp}/nginx.pid; error_log {self.tmp}/error.log warn;"
-        self.proc = subprocess.Popen(
-            [self.binary, "-p", str(self.tmp), "-c", str(self.tmp / "nginx.conf"), "-g", globals_],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+        self._launch(
+            [self.binary, "-p", str(self.tmp), "-c", str(self.tmp / "nginx.conf"), "-g", globals_]
         )
-        try:
-            wait_for_port(self.ports.https, proc=self.proc)
-            wait_for_port(self.ports.http, proc=self.proc)
-        except RuntimeError:
-            err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-            self.stop()
-            raise RuntimeError(f"nginx did not start: {err}") from None
-
-    def stop(self) -> None:
-        """Stop nginx (SIGQUIT, then SIGKILL) and wait for its ports to be free."""
-        if self.proc is None:
-            return
-        proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGQUIT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        if proc.stderr:
-            proc.stderr.close()
 
 
 APACHE_MODULES = ("/usr/lib/apache2/modules", "/usr/lib64/httpd/modules", "/usr/lib/httpd/modules")
@@ -333,8 +347,10 @@ Listen 127.0.0.1:{https_port}
 """
 
 
-class Apache:
+class Apache(ServerProcess):
     """A real httpd (-X, one process in the foreground) proxying to an app port."""
+
+    name = "httpd"
 
     MODULES = ("authz_core", "headers", "rewrite", "ssl", "socache_shmcb", "proxy", "proxy_http")
 
@@ -342,7 +358,6 @@ class Apache:
         self.binary, self.modules = find_apache()
         self.tmp, self.app_port = tmp, app_port
         self.ports = Ports(https=free_port(), http=free_port())
-        self.proc: subprocess.Popen[bytes] | None = None
         cert.private_key_pem.write_to_path(str(tmp / "key.pem"))
         cert.cert_chain_pems[0].write_to_path(str(tmp / "cert.pem"))
 
@@ -364,34 +379,9 @@ class Apache:
             modules=apache_modules(self.modules, self.MODULES),
         )
         (self.tmp / "httpd.conf").write_text(conf)
-        self.proc = subprocess.Popen(
-            [self.binary, "-X", "-f", str(self.tmp / "httpd.conf")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+        self._launch(
+            [self.binary, "-X", "-f", str(self.tmp / "httpd.conf")], self.tmp / "error.log"
         )
-        try:
-            wait_for_port(self.ports.https, proc=self.proc)
-            wait_for_port(self.ports.http, proc=self.proc)
-        except RuntimeError:
-            err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-            log = (self.tmp / "error.log").read_text() if (self.tmp / "error.log").exists() else ""
-            self.stop()
-            raise RuntimeError(f"httpd did not start: {err}{log}") from None
-
-    def stop(self) -> None:
-        """Stop httpd (SIGTERM, then SIGKILL) and wait for it."""
-        if self.proc is None:
-            return
-        proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        if proc.stderr:
-            proc.stderr.close()
 
 
 @dataclass
