@@ -49,6 +49,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "The transitions of an environment: when, who, why.",
     ),
     "render": ("rollout.cli.render:render", "A stage as nginx, Apache, Django, headers or JSON."),
+    "reports": (
+        "rollout.cli.reports:reports",
+        "The CSP violations browsers reported, with the smallest fix.",
+    ),
     "demo": (
         "rollout.cli.demo:demo",
         "The whole job on an embedded local environment (loopback, TLS).",
