@@ -208,15 +208,16 @@ def csp_reports(
     if distinct > budget:
         first = seen.violations[0]
         why = (
-            f"{distinct} distinct violations of the report-only policy {window} (csp-violations"
+            f"{summary.counted(distinct, 'distinct violation')} of the report-only policy "
+            f"{window} (csp-violations"
             f" = {budget}), most frequent: {first.directive} {first.blocked} on "
             f"{first.document or '?'}; see rollout reports {env.name}"
         )
         return Gate(CSP_REPORTS, False, summary.printable(why), figures=figures)
     if least is not None and views < least:
         why = (
-            f"{views} page views {window}, csp-min-page-views = {least}: too few visits for "
-            "silence to count as clean"
+            f"{summary.counted(views, 'page view')} {window}, csp-min-page-views = {least}: "
+            "too few visits for silence to count as clean"
         )
         return Gate(CSP_REPORTS, False, why, figures=figures)
     if least is None and views + reports == 0:
@@ -226,8 +227,8 @@ def csp_reports(
         )
         return Gate(CSP_REPORTS, False, why, figures=figures)
     why = (
-        f"{distinct} distinct violations (csp-violations = {budget}), {views} page views, "
-        f"{reports} reports {window}"
+        f"{summary.counted(distinct, 'distinct violation')} (csp-violations = {budget}), "
+        f"{summary.counted(views, 'page view')}, {summary.counted(reports, 'report')} {window}"
     )
     return Gate(CSP_REPORTS, True, why, figures=figures)
 

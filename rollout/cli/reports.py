@@ -86,15 +86,16 @@ def _lines(found: EnvironmentReports, since: str | None) -> list[str]:
 
 
 def _policy_lines(title: str, seen: PolicyReports, budget: int, gated: bool) -> list[str]:
-    from rollout.reports.summary import printable
+    from rollout.reports.summary import counted, printable
 
     count = len(seen.violations)
     limit = f"csp-violations = {budget}" if gated else "no csp-violations in the plan"
     mark = "✓" if count <= budget else "✗"
     out = [
         "",
-        f"{title} ({seen.header}): {seen.reports} reports, {seen.page_views} page views",
-        f"  {mark} {count} distinct violations ({limit})",
+        f"{title} ({seen.header}): {counted(seen.reports, 'report')}, "
+        f"{counted(seen.page_views, 'page view')}",
+        f"  {mark} {counted(count, 'distinct violation')} ({limit})",
     ]
     for v in seen.violations:
         out.append(_row(v))

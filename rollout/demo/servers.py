@@ -79,6 +79,10 @@ class LocalEnvironment:
         """Write the app's queued CSP reports and page views to the store now."""
         return self._app.headers.reports.collector.flush(timeout)
 
+    def report_stats(self) -> dict[str, int]:
+        """How the app's report endpoint answered so far: counts by status and format."""
+        return self._app.headers.reports.stats()
+
     def set_edge_headers(self, headers: Mapping[str, str]) -> None:
         """Replace what the edge adds to every response, from the next request on."""
         self._edge.headers = _checked(headers)
@@ -112,8 +116,12 @@ def start(
     check_interval: float = 0.2,
     pages: Iterable[str] = ("/", "/account"),
     head: str = "",
+    site: ASGIApp | None = None,
 ) -> LocalEnvironment:
-    """Start the app (stamping `settings`), the edge and the redirector; CA PEM in folder."""
+    """Start the app (stamping `settings`), the edge and the redirector; CA PEM in folder.
+
+    The app serves `pages` (each with `head` in its HTML), or is `site` when given.
+    """
     import trustme  # the `demo` extra: the rest of rollout runs without it
 
     headers = _checked(edge_headers)
@@ -133,7 +141,8 @@ def start(
             undo.callback(socks[-1].close)
         app_sock, https_sock, http_sock = socks
         app_port, https_port, http_port = (s.getsockname()[1] for s in socks)
-        app = SecurityHeaders(_site(pages, head), settings=settings, check_interval=check_interval)
+        inner = site or _site(pages, head)
+        app = SecurityHeaders(inner, settings=settings, check_interval=check_interval)
         app_server = _AppServer(app, app_sock)
         undo.callback(app_server.stop)
         edge = _Edge(https_sock, http_sock, tls, app_port, headers)

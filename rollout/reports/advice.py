@@ -122,8 +122,8 @@ def _inline(parsed: csp.Policy, directive: str, governing: str, sample: str) -> 
     if _whole(sample):
         return f"{add(_hash(sample))} (the whole inline {kind}: {sample!r})"
     if sample:
-        hashed = add(f"the 'sha256-...' hash of the inline {kind}")
-        return f"{hashed} starting {sample!r}, or move it into a file"
+        hashed = add(f"the 'sha256-...' hash of the inline {kind} that starts {sample!r}")
+        return f"{hashed}, or move it into a file"
     return (
         f"add 'report-sample' to {governing} to see which inline {kind} it is; then its "
         "'sha256-...' hash, or move it into a file"

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from rollout.names import CSP, CSP_RO
 from rollout.reports.limits import Limits, RateLimiter
-from rollout.reports.parse import Malformed, UnsupportedType, parse_body
+from rollout.reports.parse import Malformed, UnsupportedType, media_type, parse_body
 from rollout.reports.store import default_location
 from rollout.reports.writer import Collector, Route
 from rollout.settings import StageSettings
@@ -38,6 +38,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 STORE_ENV = "ROLLOUT_REPORTS_STORE"
 DEFAULT_LIMITS = Limits()
+_CSP_NAMES = frozenset({CSP.encode(), CSP_RO.encode()})
 _TEXT = {
     204: b"",
     400: b"not a CSP violation report\n",
@@ -161,10 +162,16 @@ class ReportEndpoint:
 
         async def counting(message: Message) -> None:
             if message["type"] == "http.response.start" and 200 <= message["status"] < 300:
+                html = False
                 for name, value in message.get("headers") or ():
-                    if name.lower() == b"content-type" and value[:9].lower() == b"text/html":
+                    name = name.lower()
+                    if name == b"content-type":
+                        html = value[:9].lower() == b"text/html"
+                    elif name in _CSP_NAMES and value not in route.sent:
+                        break  # the route sent a policy of its own: not a view of ours
+                else:
+                    if html:
                         collector.view(route)
-                        break
             await send(message)
 
         return counting
@@ -207,7 +214,10 @@ class ReportEndpoint:
         if request.method != "GET" or request.META.get("HTTP_SEC_FETCH_DEST") != "document":
             return
         kind = response.get("Content-Type", "")
-        if 200 <= response.status_code < 300 and kind[:9].lower() == "text/html":
+        if not (200 <= response.status_code < 300 and kind[:9].lower() == "text/html"):
+            return
+        own = (response.get(name) for name in (CSP, CSP_RO))
+        if all(v is None or v.encode("latin-1") in route.sent for v in own):
             self.collector.view(route)
 
     # shared -------------------------------------------------------------------------
@@ -221,6 +231,7 @@ class ReportEndpoint:
             return 400
         if reports and not self.collector.submit(route, reports):
             return 429
+        self.collector.stats[media_type(content_type)] += 1
         return 204
 
     def _client(self, scope: Scope, forwarded: bytes) -> str:

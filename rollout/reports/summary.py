@@ -130,6 +130,11 @@ def _order(v: Violation) -> tuple[int, str, str, str]:
     return (-v.count, v.directive, v.blocked, v.document)
 
 
+def counted(n: int, thing: str) -> str:
+    """`1 page view`, `2 page views`, `0 distinct violations`."""
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
+
+
 def printable(text: str) -> str:
     """Report-derived text as one safe line: control and escape characters are shown as
     \\xNN, never obeyed, so a report cannot forge lines or repaint a terminal."""
@@ -140,4 +145,4 @@ def _time(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-__all__ = ["PolicyReports", "Violation", "location", "open_store", "printable", "read"]
+__all__ = ["PolicyReports", "Violation", "counted", "location", "open_store", "printable", "read"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import functools
 import logging
 import os
 import threading
@@ -44,6 +45,11 @@ class Route:
     path: str  # where reports are posted ("" when the report URI names no path here)
     host: str  # "" for a relative report URI; else the host[:port] it names, lower-case
     policies: tuple[tuple[str, str], ...]  # (disposition, header value): enforce, report
+
+    @functools.cached_property
+    def sent(self) -> frozenset[bytes]:
+        """The policies' header values as bytes, to tell them from a route's own CSP."""
+        return frozenset(value.encode("latin-1") for _, value in self.policies)
 
     def policy_for(self, disposition: str) -> str:
         """The header value a report of this disposition came from ("" when unknown)."""
