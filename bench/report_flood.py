@@ -1,0 +1,235 @@
+"""The app's own latency while its CSP report endpoint is flooded, as ratios in one run.
+
+Usage: .venv/bin/python bench/report_flood.py [--requests 1000] [--rate 300] [--reps 3]
+
+Starts uvicorn (one process) serving a small HTML app wrapped in rollout's ASGI
+middleware, whose stage file sends a report-only CSP reporting to `/csp-report` (the
+store: SQLite beside it, as by default). A client then times `GET /` (a browser's
+navigation: it counts as a page view) one request after another, first on a quiet
+server, then while another process sends `--rate` requests a second:
+
+- reports: valid legacy reports, each from another client (X-Forwarded-For from the
+  trusted proxy), so none is rate-limited and every one is parsed, queued and stored;
+- hostile: oversized, malformed, wrongly typed and megabyte-URL bodies, and a flood from
+  one client (429s);
+- plain: as many `GET /missing` (404 from the app itself), the control: what any request
+  at that rate costs the server.
+
+It prints the median and 95th percentile of `GET /` and their ratio to the quiet run,
+medians over `--reps` runs. The report rows against the plain row say what the endpoint
+costs beyond the traffic itself. Absolute figures drift on shared machines; compare
+ratios from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RO = "default-src 'self'; report-uri /csp-report; report-to rollout-csp"
+STAGE_FILE = f"""\
+environment = "bench"
+stage = 1
+name = "hsts-5m"
+[app]
+"strict-transport-security" = "max-age=300"
+"content-security-policy-report-only" = "{RO}"
+"reporting-endpoints" = 'rollout-csp="/csp-report"'
+"""
+PAGE = b"<!doctype html><title>bench</title><p>" + b"x" * 2000
+
+
+async def site(scope: Any, receive: Any, send: Any) -> None:
+    """The app: an HTML page at /, 404 elsewhere."""
+    if scope["type"] != "http":
+        return
+    found = scope["path"] == "/"
+    kind = b"text/html; charset=utf-8" if found else b"text/plain"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200 if found else 404,
+            "headers": [(b"content-type", kind)],
+        }
+    )
+    await send({"type": "http.response.body", "body": PAGE if found else b"not found"})
+
+
+def serve(port: int, folder: str) -> None:
+    """The server process: the app in the middleware under uvicorn."""
+    import uvicorn
+
+    from rollout.middleware.asgi import SecurityHeaders
+
+    app = SecurityHeaders(site, settings=Path(folder) / "bench.toml", trusted_proxies=["127.0.0.1"])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def report(i: int) -> bytes:
+    """A browser's legacy report; a few distinct violations, as a real site has."""
+    body = {
+        "document-uri": f"https://bench.example.test/page{i % 7}",
+        "effective-directive": "script-src-elem",
+        "blocked-uri": f"https://cdn{i % 5}.example.test/x.js",
+        "original-policy": RO,
+        "disposition": "report",
+    }
+    return json.dumps({"csp-report": body}).encode()
+
+
+HOSTILE = [
+    ("application/csp-report", b"x" * 70000),
+    ("application/csp-report", b"{not json"),
+    ("text/plain", report(0)),
+    ("application/reports+json", b"[" * 20000),
+    ("application/csp-report", report(0).replace(b"page0", b"p" * 60000)),
+]
+
+
+async def flood(url: str, kind: str, rate: float, seconds: float) -> None:
+    """Send `rate` requests a second of one kind for `seconds`."""
+    import aiohttp
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+        pending: set[asyncio.Task[None]] = set()
+        start = time.monotonic()
+        i = 0
+        while time.monotonic() - start < seconds:
+            pending.add(asyncio.ensure_future(_one(session, url, kind, i)))
+            pending = {t for t in pending if not t.done()}
+            i += 1
+            await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _one(session: Any, url: str, kind: str, i: int) -> None:
+    if kind == "plain":
+        async with session.get(f"{url}/missing") as r:
+            await r.read()
+        return
+    if kind == "reports":
+        content, body = "application/csp-report", report(i)
+        client = f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}"
+    else:
+        content, body = HOSTILE[i % len(HOSTILE)]
+        client = "192.0.2.1"  # one client: past its burst, 429s
+    headers = {"content-type": content, "x-forwarded-for": client}
+    async with session.post(f"{url}/csp-report", data=body, headers=headers) as r:
+        await r.read()
+        assert r.status < 500, r.status
+
+
+async def measure(url: str, requests: int) -> list[float]:
+    """Seconds for each of `requests` sequential navigations to /."""
+    import aiohttp
+
+    times: list[float] = []
+    headers = {"sec-fetch-dest": "document"}
+    async with aiohttp.ClientSession() as session:
+        for _ in range(requests):
+            t = time.perf_counter()
+            async with session.get(f"{url}/", headers=headers) as r:
+                await r.read()
+            times.append(time.perf_counter() - t)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=300.0)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--serve", nargs=2, metavar=("PORT", "FOLDER"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--flood", nargs=3, metavar=("URL", "KIND", "SECONDS"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.serve:
+        serve(int(args.serve[0]), args.serve[1])
+        return
+    if args.flood:
+        asyncio.run(flood(args.flood[0], args.flood[1], args.rate, float(args.flood[2])))
+        return
+
+    from tests.reports.support import free_port  # a port nothing listens on
+
+    folder = tempfile.mkdtemp(prefix="rollout-bench-")
+    Path(folder, "bench.toml").write_text(STAGE_FILE)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    here = [sys.executable, __file__]
+    server = subprocess.Popen([*here, "--serve", str(port), folder])
+    try:
+        _wait_up(url)
+        kinds = ["quiet", "plain", "reports", "hostile"]
+        results: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
+        for _ in range(args.reps):
+            for kind in kinds:
+                flooder = None
+                if kind != "quiet":
+                    flooder = subprocess.Popen(
+                        [*here, "--rate", str(args.rate), "--flood", url, kind, "3600"]
+                    )
+                    time.sleep(1.0)  # the flood is under way before timing starts
+                times = asyncio.run(measure(url, args.requests))
+                if flooder is not None:
+                    flooder.terminate()
+                    flooder.wait(30)
+                results[kind].append(
+                    (statistics.median(times), statistics.quantiles(times, n=20)[-1])
+                )
+        _print(results, args)
+        store = Path(folder, "bench.reports.sqlite3")
+        if store.exists():
+            import sqlite3
+
+            total = sqlite3.connect(store).execute("SELECT SUM(count) FROM csp_violations")
+            print(f"\nreports stored during the runs: {total.fetchone()[0]}")
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def _print(results: dict[str, list[tuple[float, float]]], args: argparse.Namespace) -> None:
+    quiet_med = statistics.median(m for m, _ in results["quiet"])
+    quiet_p95 = statistics.median(p for _, p in results["quiet"])
+    print(f"GET / latency, {args.requests} sequential requests, flood {args.rate:g}/s, "
+          f"median of {args.reps} runs")  # fmt: skip
+    print(
+        f"{'while':<10} {'median ms':>10} {'p95 ms':>8} {'median ÷ quiet':>15} {'p95 ÷ quiet':>12}"
+    )
+    for kind, rows in results.items():
+        med = statistics.median(m for m, _ in rows)
+        p95 = statistics.median(p for _, p in rows)
+        print(
+            f"{kind:<10} {med * 1000:>10.3f} {p95 * 1000:>8.3f} "
+            f"{med / quiet_med:>15.3f} {p95 / quiet_p95:>12.3f}"
+        )
+
+
+def _wait_up(url: str) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/", timeout=1).read()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    main()
