@@ -1,6 +1,6 @@
 """The app's own latency while its CSP report endpoint is flooded, as ratios in one run.
 
-Usage: .venv/bin/python bench/report_flood.py [--requests 1000] [--rate 300] [--reps 3]
+Usage: .venv/bin/python bench/report_flood.py [--requests 1000] [--rate 300] [--reps 5]
 
 Starts uvicorn (one process) serving a small HTML app wrapped in rollout's ASGI
 middleware, whose stage file sends a report-only CSP reporting to `/csp-report` (the
@@ -12,13 +12,17 @@ server, then while another process sends `--rate` requests a second:
   trusted proxy), so none is rate-limited and every one is parsed, queued and stored;
 - hostile: oversized, malformed, wrongly typed and megabyte-URL bodies, and a flood from
   one client (429s);
-- plain: as many `GET /missing` (404 from the app itself), the control: what any request
-  at that rate costs the server.
+- plain: as many `GET /missing` (404 from the app itself), the control for the reports:
+  what any request at that rate costs the server;
+- bodies: the hostile bodies, posted to `/missing` instead (the app's 404), the control
+  for the hostile row: receiving 70 KB bodies at that rate costs the server by itself.
 
-It prints the median and 95th percentile of `GET /` and their ratio to the quiet run,
-medians over `--reps` runs. The report rows against the plain row say what the endpoint
-costs beyond the traffic itself. Absolute figures drift on shared machines; compare
-ratios from one run.
+Per kind and repetition it times `GET /` on the quiet server, then under the flood, and
+takes the ratio of the two medians (so slow drift of a shared machine cancels out); it
+prints the median of those ratios over `--reps`, and the server's CPU time per flood
+request (from /proc, the flood running alone for `--cpu-seconds`) as a ratio to the plain
+404's. Each report row against its control says what the endpoint costs beyond the
+traffic itself.
 """
 
 from __future__ import annotations
@@ -95,8 +99,8 @@ HOSTILE = [
 ]
 
 
-async def flood(url: str, kind: str, rate: float, seconds: float) -> None:
-    """Send `rate` requests a second of one kind for `seconds`."""
+async def flood(url: str, kind: str, rate: float, seconds: float) -> int:
+    """Send `rate` requests a second of one kind for `seconds`; how many were sent."""
     import aiohttp
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
@@ -109,6 +113,7 @@ async def flood(url: str, kind: str, rate: float, seconds: float) -> None:
             i += 1
             await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
         await asyncio.gather(*pending, return_exceptions=True)
+        return i
 
 
 async def _one(session: Any, url: str, kind: str, i: int) -> None:
@@ -116,14 +121,16 @@ async def _one(session: Any, url: str, kind: str, i: int) -> None:
         async with session.get(f"{url}/missing") as r:
             await r.read()
         return
+    path = "/csp-report"
     if kind == "reports":
         content, body = "application/csp-report", report(i)
         client = f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}"
     else:
         content, body = HOSTILE[i % len(HOSTILE)]
         client = "192.0.2.1"  # one client: past its burst, 429s
+        path = "/missing" if kind == "bodies" else path
     headers = {"content-type": content, "x-forwarded-for": client}
-    async with session.post(f"{url}/csp-report", data=body, headers=headers) as r:
+    async with session.post(f"{url}{path}", data=body, headers=headers) as r:
         await r.read()
         assert r.status < 500, r.status
 
@@ -147,7 +154,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=300.0)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--cpu-seconds", type=float, default=5.0)
     parser.add_argument("--serve", nargs=2, metavar=("PORT", "FOLDER"), help=argparse.SUPPRESS)
     parser.add_argument(
         "--flood", nargs=3, metavar=("URL", "KIND", "SECONDS"), help=argparse.SUPPRESS
@@ -157,7 +165,8 @@ def main() -> None:
         serve(int(args.serve[0]), args.serve[1])
         return
     if args.flood:
-        asyncio.run(flood(args.flood[0], args.flood[1], args.rate, float(args.flood[2])))
+        sent = asyncio.run(flood(args.flood[0], args.flood[1], args.rate, float(args.flood[2])))
+        print(sent)
         return
 
     from tests.reports.support import free_port  # a port nothing listens on
@@ -170,24 +179,31 @@ def main() -> None:
     server = subprocess.Popen([*here, "--serve", str(port), folder])
     try:
         _wait_up(url)
-        kinds = ["quiet", "plain", "reports", "hostile"]
-        results: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
+        kinds = ["plain", "reports", "bodies", "hostile"]
+        ratios: dict[str, list[float]] = {k: [] for k in kinds}
         for _ in range(args.reps):
             for kind in kinds:
-                flooder = None
-                if kind != "quiet":
-                    flooder = subprocess.Popen(
-                        [*here, "--rate", str(args.rate), "--flood", url, kind, "3600"]
-                    )
-                    time.sleep(1.0)  # the flood is under way before timing starts
-                times = asyncio.run(measure(url, args.requests))
-                if flooder is not None:
-                    flooder.terminate()
-                    flooder.wait(30)
-                results[kind].append(
-                    (statistics.median(times), statistics.quantiles(times, n=20)[-1])
+                quiet = statistics.median(asyncio.run(measure(url, args.requests)))
+                flooder = subprocess.Popen(
+                    [*here, "--rate", str(args.rate), "--flood", url, kind, "3600"]
                 )
-        _print(results, args)
+                time.sleep(1.0)  # the flood is under way before timing starts
+                busy = statistics.median(asyncio.run(measure(url, args.requests)))
+                flooder.terminate()
+                flooder.wait(30)
+                ratios[kind].append(busy / quiet)
+        cpu = {kind: _cpu_per_request(server.pid, here, url, kind, args) for kind in kinds}
+        print(
+            f"GET / under a {args.rate:g}/s flood, median latency ÷ the quiet median of the "
+            f"same repetition ({args.requests} sequential requests each, median of "
+            f"{args.reps}); server CPU per flood request ÷ a plain 404's"
+        )
+        print(f"{'flood':<8} {'latency ratio':>14} {'CPU µs/req':>11} {'CPU ratio':>10}")
+        for kind in kinds:
+            print(
+                f"{kind:<8} {statistics.median(ratios[kind]):>14.3f} {cpu[kind]:>11.1f} "
+                f"{cpu[kind] / cpu['plain']:>10.2f}"
+            )
         store = Path(folder, "bench.reports.sqlite3")
         if store.exists():
             import sqlite3
@@ -199,21 +215,22 @@ def main() -> None:
         server.wait(30)
 
 
-def _print(results: dict[str, list[tuple[float, float]]], args: argparse.Namespace) -> None:
-    quiet_med = statistics.median(m for m, _ in results["quiet"])
-    quiet_p95 = statistics.median(p for _, p in results["quiet"])
-    print(f"GET / latency, {args.requests} sequential requests, flood {args.rate:g}/s, "
-          f"median of {args.reps} runs")  # fmt: skip
-    print(
-        f"{'while':<10} {'median ms':>10} {'p95 ms':>8} {'median ÷ quiet':>15} {'p95 ÷ quiet':>12}"
-    )
-    for kind, rows in results.items():
-        med = statistics.median(m for m, _ in rows)
-        p95 = statistics.median(p for _, p in rows)
-        print(
-            f"{kind:<10} {med * 1000:>10.3f} {p95 * 1000:>8.3f} "
-            f"{med / quiet_med:>15.3f} {p95 / quiet_p95:>12.3f}"
-        )
+def _cpu_per_request(
+    pid: int, here: list[str], url: str, kind: str, args: argparse.Namespace
+) -> float:
+    """Server CPU microseconds per request while a flood of one kind runs alone."""
+    before = _cpu(pid)
+    proc = subprocess.run(
+        [*here, "--rate", str(args.rate), "--flood", url, kind, str(args.cpu_seconds)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return (_cpu(pid) - before) * 1e6 / max(1, int(proc.stdout.split()[-1]))
+
+
+def _cpu(pid: int) -> float:
+    """Seconds of CPU (user + system) a process has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wait_up(url: str) -> None:

@@ -589,6 +589,8 @@ def _message(err: Any) -> tuple[tuple[str | int, ...], str]:
         return loc, "the [policy] table is missing; it holds the final header values"
     if kind == "missing":
         return loc, "required; it is missing"
+    if kind == "int_type" and loc and loc[-1] in ("csp-violations", "csp-min-page-views"):
+        return loc, f"{_show(value)} is not a whole number"
     if kind == "int_type":
         return loc, f"{_show(value)} is not a whole number of seconds"
     if kind == "string_type":
