@@ -156,8 +156,15 @@ class ReportEndpoint:
 
     def count_views(self, route: Route, scope: Scope, send: Send) -> Send:
         """send, counting the response as a page view if a browser navigated to an HTML page."""
-        if scope.get("method") != "GET" or _header(scope, b"sec-fetch-dest") != b"document":
+        if scope.get("method") != "GET":
             return send
+        for name, value in scope.get("headers") or ():
+            if name == b"sec-fetch-dest":
+                if value != b"document":
+                    return send
+                break
+        else:
+            return send  # not a browser's navigation: the common case, one pass, no wrapper
         collector = self.collector
 
         async def counting(message: Message) -> None:
