@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from rollout.middleware.asgi import SecurityHeaders
 from rollout.reports.fingerprint import policy_id
 from rollout.reports.limits import Limits, RateLimiter
 from rollout.reports.store import open_store
+from tests.conftest import Result
 from tests.reports.support import Served
 
 RO = "default-src 'self'; report-uri /csp-report; report-to rollout-csp"
@@ -289,3 +290,41 @@ def test_the_rate_limiter_refills_per_client() -> None:
     assert limiter.allow("b", now=1.0)
     assert limiter.allow("c", now=1.0)  # "a" is forgotten: a fresh burst
     assert limiter.allow("a", now=1.0)
+
+
+def test_a_postgresql_store_end_to_end(
+    tmp_path: Path, postgres_url: str, rollout: Callable[..., Result]
+) -> None:
+    """The middleware writes to a real PostgreSQL server named by reports_store, and
+    `rollout reports` reads it through the plan's reports-store."""
+    from rollout import ladder, store
+    from rollout.plan import load_plan
+
+    folder = tmp_path / "stages"
+    folder.mkdir()
+    plan_path = folder / "plan.toml"
+    plan_path.write_text(
+        "[policy]\ncontent-security-policy = \"default-src 'self'\"\n"
+        'csp-report-uri = "/csp-report"\n[environments.staging]\n'
+        f'urls = ["https://shop.example.test/"]\nreports-store = "{postgres_url}"\n'
+    )
+    plan = load_plan(plan_path)
+    store.write_settings(plan, ladder.settings_for(plan, "staging", 1))
+    app = SecurityHeaders(site, settings=folder / "staging.toml", reports_store=postgres_url)
+    live = store.read_settings(plan, "staging")
+    assert live is not None
+    policy = live.app["content-security-policy-report-only"]
+    body = json.dumps(
+        {"csp-report": {"document-uri": "https://shop.example.test/", "blocked-uri": "eval",
+                        "effective-directive": "script-src", "original-policy": policy}}
+    ).encode()  # fmt: skip
+    with Served(app) as server:
+        assert post(server.url, body) == 204
+        httpx.get(f"{server.url}/", headers={"sec-fetch-dest": "document"}, timeout=10)
+    assert app.reports.collector.flush()
+    assert not (folder / "staging.reports.sqlite3").exists()
+    out = json.loads(rollout("--plan", str(plan_path), "reports", "staging", "--json").out)
+    assert [(v["directive"], v["blocked"], v["count"]) for v in out["violations"]] == [
+        ("script-src", "eval", 1)
+    ]
+    assert out["page_views"] == 1
