@@ -117,7 +117,8 @@ class Collector:
     # the writer side ---------------------------------------------------------------
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Write everything queued so far, waiting up to timeout; whether it was written."""
+        """Have the writer take everything queued so far, waiting up to timeout; False on
+        timeout. A write that fails is logged and retried on the next cycle."""
         with self._cycle:
             self._asked += 1
             target = self._asked
