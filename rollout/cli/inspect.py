@@ -177,15 +177,22 @@ def _status(plan: Plan, name: str) -> dict[str, Any]:
         "next": None,
         "command": None,
     }
+    # The CSP reports gate ahead (docs/reports.md), with its figures.
+    csp = gates.csp_status(plan, env, current, since, now)
+    out["csp_reports"] = None if csp is None else csp.to_json()
     nxt = ladder.next_stage(stages, current.stage)
     if nxt is None:
         out["command"] = f"none: {name} is at the top of the ladder"
+        if ladder.policy_step(plan, env, current) is not None:  # a CSP step is still ahead
+            out["command"] = f"rollout advance {name}"
         return out
     here = ladder.stage_at(plan, current.stage)
     soak = gates.soak(env, here, since, now) if ladder.SOAK in nxt.gates else None
     waiting = [] if soak is None or soak.ok else ["soak"]
     if env.after is not None and not gates.after(plan, env, nxt).ok:
         waiting.append("after")
+    if csp is not None and not csp.ok and csp.figures:
+        waiting.append(ladder.CSP_REPORTS)
     out["next"] = {
         "stage": nxt.index,
         "name": nxt.name,
@@ -207,6 +214,8 @@ def _status(plan: Plan, name: str) -> dict[str, Any]:
             why.append(f"soak ({soak.reason})")
         if "after" in waiting:
             why.append(f"{env.after} to reach and verify stage {nxt.index}")
+        if ladder.CSP_REPORTS in waiting:
+            why.append(f"clean CSP reports (rollout reports {name})")
         out["command"] = f"wait for {' and '.join(why)}, then rollout advance {name}"
     return out
 
@@ -269,6 +278,9 @@ def _status_lines(r: dict[str, Any]) -> list[str]:
         if last["insecure"]:
             mark = "! made without certificate checks, not counted"
         lines.append(f"  last verify: {mark} at stage {last['stage']}, {last['time']}")
+    csp = r.get("csp_reports")
+    if csp is not None:
+        lines.append(f"  csp-reports: {'✓' if csp['ok'] else '✗'} {_printable(csp['reason'])}")
     nxt = r["next"]
     if nxt is None:
         lines.append("  next: none, the top of the ladder")
