@@ -12,7 +12,8 @@ of those checks that needs none, at reload time only (the request path never see
 - the app's HSTS is the one the stage's name implies: `hsts-1d` sends `max-age=86400`
   without preload, `preload` sends preload and includeSubDomains; `max-age=0` (what
   `revert --clear-hsts` writes) fits any stage, and stage off sends nothing else;
-- CSP is sent in one mode, by one owner.
+- CSP is sent by one owner: one mode, or at an enforcing stage the enforcing policy
+  with the plan's next policy report-only beside it.
 
 Plan-bound rules (includeSubDomains and the CSP mode by stage, the edge's values, who
 owns what) stay with the CLI.
@@ -122,9 +123,12 @@ def _seconds(name: str) -> int | None:
 
 def _check_csp(settings: StageSettings) -> None:
     owners = [(t, n) for t, o in (("app", settings.app), ("edge", settings.edge)) for n in o]
-    family = sorted(f"{t}.{n}" for t, n in owners if n in CSP_FAMILY)
-    if len(family) > 1:
-        raise SettingsError(f"{family[1]}: also {family[0]}; CSP is sent in one mode, by one owner")
+    family = sorted((t, n) for t, n in owners if n in CSP_FAMILY)
+    # Both names from one owner is an enforcing stage with the plan's next policy sent
+    # report-only beside it (content-security-policy-next); two owners never.
+    if len({t for t, _ in family}) > 1:
+        (t0, n0), (t1, n1) = family[0], family[1]
+        raise SettingsError(f"{t1}.{n1}: also {t0}.{n0}; CSP is sent by one owner")
 
 
 def _check_hsts(settings: StageSettings) -> None:

@@ -135,11 +135,6 @@ REFUSED = {
         "[edge]\n",
         "app.x-frame-options: stage off sends no app-owned headers (only max-age=0)",
     ),
-    "two-csp-modes": (
-        AT0_HSTS + '"content-security-policy" = "default-src \'self\'"\n'
-        '"content-security-policy-report-only" = "default-src \'self\'"\n[edge]\n',
-        "app.content-security-policy-report-only: also app.content-security-policy",
-    ),
     "csp-by-two-owners": (
         AT0_HSTS + '"content-security-policy-report-only" = "default-src \'self\'"\n'
         '[edge]\n"content-security-policy" = "default-src \'self\'"\n',
@@ -186,12 +181,16 @@ ACCEPTED = {
     "edge-owned-hsts-any-value": AT0 + '[edge]\n"strict-transport-security" = "max-age=300"\n',
     "quoted-max-age-and-case": AT0 + '"strict-transport-security" = "Max-Age=\\"30\\""\n[edge]\n',
     "hand-spaced-table": AT0_HSTS + "[ edge ]  # the proxy's\n",
+    # An enforcing stage with the plan's next policy sent report-only beside it.
+    "enforcing-with-next-policy": AT0_HSTS + '"content-security-policy" = "default-src \'self\'"\n'
+    '"content-security-policy-report-only" = "default-src \'none\'"\n[edge]\n',
 }
 
 
 @pytest.mark.parametrize("text", ACCEPTED.values(), ids=ACCEPTED.keys())
 def test_accepted(text: str) -> None:
-    """What a stage may legitimately hold is served: a cleared HSTS, the edge's lagging one."""
+    """What a stage may legitimately hold is served: a cleared HSTS, the edge's lagging one,
+    the next CSP beside the enforcing one."""
     admit(text.encode(), "s.toml")
 
 

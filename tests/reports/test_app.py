@@ -20,6 +20,7 @@ stage = 2
 name = "hsts-1h"
 [edge]
 "content-security-policy-report-only" = "{RO}"
+"strict-transport-security" = "max-age=3600"
 """
 
 

@@ -42,6 +42,8 @@ name = "hsts-5m"
 "strict-transport-security" = "max-age=300"
 "content-security-policy-report-only" = "{RO}"
 "reporting-endpoints" = 'rollout-csp="/csp-report"'
+
+[edge]
 """
 REPORT = json.dumps(
     {"csp-report": {"document-uri": "https://shop.example.test/", "blocked-uri": "eval",

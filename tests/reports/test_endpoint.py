@@ -30,6 +30,8 @@ updated = "2026-11-21T23:59:00Z"
 "strict-transport-security" = "max-age=300"
 "content-security-policy-report-only" = "{RO}"
 "reporting-endpoints" = 'rollout-csp="/csp-report"'
+
+[edge]
 """
 PAGE = b"<!doctype html><title>page</title>"
 
