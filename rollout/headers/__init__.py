@@ -9,10 +9,10 @@ from typing import Any
 
 from rollout.errors import HeaderValueError
 from rollout.headers import csp, hsts, permissions, simple
-from rollout.headers.value import check_name, check_value
+from rollout.headers.value import check_name, check_value, list_members
 from rollout.names import CSP, CSP_RO, HSTS, NOSNIFF, PERMISSIONS, REFERRER, XFO
 
-__all__ = ["compare", "grammar_names", "normalise", "validate", "warnings"]
+__all__ = ["compare", "grammar_names", "members", "normalise", "validate", "warnings"]
 
 
 @dataclass(frozen=True)
@@ -24,13 +24,18 @@ class _Grammar:
     diff: Callable[[Any, Any], str | None]
     warnings: Callable[[Any], list[str]]
     normalise: Callable[[str], str]
+    # The header's own grammar is a comma list (CSP: policies, Permissions-Policy: a
+    # dictionary, Referrer-Policy: fallbacks), so a comma in one line is part of the value.
+    is_list: bool = False
 
 
 def _none(_: object) -> list[str]:
     return []
 
 
-_CSP = _Grammar(csp.parse, partial(csp.parse, strict=True), csp.diff, csp.warnings, csp.normalise)
+_CSP = _Grammar(
+    csp.parse, partial(csp.parse, strict=True), csp.diff, csp.warnings, csp.normalise, True
+)
 _GRAMMARS: dict[str, _Grammar] = {
     HSTS: _Grammar(hsts.parse, hsts.parse, hsts.diff, hsts.warnings, hsts.normalise),
     CSP: _CSP,
@@ -41,11 +46,12 @@ _GRAMMARS: dict[str, _Grammar] = {
         permissions.diff,
         _none,
         permissions.normalise,
+        True,
     ),
 }
 
 
-def _simple(parse: Callable[..., Any]) -> _Grammar:
+def _simple(parse: Callable[..., Any], is_list: bool = False) -> _Grammar:
     def normalise(value: str) -> str:
         return simple.canonical(parse(value))
 
@@ -55,12 +61,13 @@ def _simple(parse: Callable[..., Any]) -> _Grammar:
         simple.diff,
         simple.warnings,
         normalise,
+        is_list,
     )
 
 
 _GRAMMARS[XFO] = _simple(simple.parse_frame_options)
 _GRAMMARS[NOSNIFF] = _simple(simple.parse_content_type_options)
-_GRAMMARS[REFERRER] = _simple(simple.parse_referrer_policy)
+_GRAMMARS[REFERRER] = _simple(simple.parse_referrer_policy, is_list=True)
 _OTHER = _Grammar(
     simple.parse_other,
     simple.parse_other,
@@ -84,6 +91,22 @@ def validate(name: str, value: str) -> str:
     check_name(name)
     _grammar(name).strict(check_value(value))
     return value
+
+
+def members(name: str, line: str, expected: str) -> list[str]:
+    """The occurrences of header name that one field line holds (RFC 9110 §5.3).
+
+    An intermediary joins two layers' lines into one, comma-separated, so each member
+    of a comma list counts as one occurrence: `X-Frame-Options: DENY, DENY` is the header
+    twice. Not where the header's own grammar is a list, where the line is one value;
+    for a header without a grammar here, where the stage's own value holds a comma.
+    """
+    name = name.lower()
+    grammar = _GRAMMARS.get(name)
+    as_list = grammar.is_list if grammar else len(list_members(expected)) > 1
+    if as_list:
+        return [line] if line.strip(" \t") else []
+    return list_members(line)
 
 
 def normalise(name: str, value: str) -> str:

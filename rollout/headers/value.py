@@ -69,3 +69,21 @@ def check_name(name: str) -> str:
                 "header names are letters, digits and !#$%&'*+-.^_`|~ only"
             )
     return name
+
+
+def list_members(text: str) -> list[str]:
+    """RFC 9110 §5.6.1: the comma-separated members of a field value, trimmed, empty ones
+    skipped as recipients must; a comma inside a quoted-string separates nothing."""
+    members, start, quoted, escaped = [], 0, False, False
+    for index, char in enumerate(text):
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            members.append(text[start:index])
+            start = index + 1
+    members.append(text[start:])
+    return [m.strip(OWS) for m in members if m.strip(OWS)]

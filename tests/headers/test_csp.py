@@ -148,6 +148,33 @@ def test_diff_prefixes_the_policy_number_for_lists() -> None:
     )
 
 
+def test_policies_of_a_list_compare_in_any_order() -> None:
+    """Browsers enforce every policy of a list, so their order is free; their count is not."""
+    two = "default-src 'self', img-src * ; script-src 'none'"
+    swapped = "script-src 'none'; img-src *, default-src 'SELF'"
+    assert csp.equal(two, swapped)
+    assert csp.normalise(two) == csp.normalise(swapped)
+    assert csp.diff(csp.parse(two), csp.parse(swapped)) is None
+    assert not csp.equal(two, "default-src 'self', default-src 'self'")
+    assert csp.diff(
+        csp.parse(two), csp.parse("img-src a; script-src 'none', default-src 'self'")
+    ) == ("policy 2: img-src lacks *; policy 2: img-src has a, which the stage does not")
+
+
+@pytest.mark.parametrize("prefix", ["sha256", "SHA384", "sha512"])
+def test_hashes_in_base64url_equal_base64(prefix: str) -> None:
+    """CSP3 matches a hash's base64url digits as base64 ones; its padding still counts."""
+    assert csp.equal(f"script-src '{prefix}-ab-_'", f"script-src '{prefix}-ab+/'")
+    assert csp.equal(f"script-src '{prefix}-a-b_='", f"script-src '{prefix.lower()}-a+b/='")
+    assert not csp.equal(f"script-src '{prefix}-ab+/'", f"script-src '{prefix}-ab+/='")
+    assert not csp.equal(f"script-src '{prefix}-AB+/'", f"script-src '{prefix}-ab+/'")
+
+
+def test_nonces_match_only_as_written() -> None:
+    """A nonce is compared as a string: base64url and base64 spellings differ."""
+    assert not csp.equal("script-src 'nonce-ab-_'", "script-src 'nonce-ab+/'")
+
+
 def test_lenient_parse_follows_the_browser() -> None:
     """Live values: empty directives skipped, first duplicate kept and recorded, names lowered."""
     policy = csp.parse("Script-Src a;; script-src b; img-src c;").policies[0]
@@ -203,6 +230,30 @@ def test_strict_parse_refuses_plan_mistakes(value: str, message: str) -> None:
     with pytest.raises(HeaderValueError) as caught:
         csp.parse(value, strict=True)
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    "keyword",
+    [
+        "self",
+        "none",
+        "unsafe-inline",
+        "unsafe-eval",
+        "strict-dynamic",
+        "unsafe-hashes",
+        "report-sample",
+        "wasm-unsafe-eval",
+    ],
+)
+def test_every_bare_keyword_is_refused_in_a_plan(keyword: str) -> None:
+    """Unquoted, each CSP3 keyword names a host to browsers: a plan must quote it."""
+    with pytest.raises(HeaderValueError) as caught:
+        csp.parse(f"script-src https://a.example {keyword}", strict=True)
+    assert str(caught.value) == (
+        f"script-src {keyword}: without quotes this names a host called {keyword!r}; "
+        f"write '{keyword}'"
+    )
+    csp.parse(f"script-src https://a.example '{keyword}'", strict=True)
 
 
 @pytest.mark.parametrize("value", [";", " ; ; ", ","])
