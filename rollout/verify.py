@@ -91,9 +91,16 @@ def verify(
     *,
     options: ProbeOptions | None = None,
     subdomains: bool = False,
+    partial: bool = False,
 ) -> Report:
-    """Probe env's servers and judge them against expected; never raises for network faults."""
-    return asyncio.run(verify_async(env, expected, options=options, subdomains=subdomains))
+    """Probe env's servers and judge them against expected; never raises for network faults.
+
+    `partial`: expected holds only part of the stage (revert's app-owned headers), so a
+    ladder header it leaves out is not reported as another layer's (header.E004).
+    """
+    return asyncio.run(
+        verify_async(env, expected, options=options, subdomains=subdomains, partial=partial)
+    )
 
 
 async def verify_async(
@@ -102,6 +109,7 @@ async def verify_async(
     *,
     options: ProbeOptions | None = None,
     subdomains: bool = False,
+    partial: bool = False,
 ) -> Report:
     """The async form of `verify`, for callers that already run an event loop."""
     opts = probe_options(env, options or ProbeOptions())
@@ -117,7 +125,7 @@ async def verify_async(
             )
         )
         return report
-    want = _expected_headers(expected)
+    want = _Want(_expected_headers(expected), stray=not partial)
     origins = list(dict.fromkeys(origin_url(u) for u in env.urls))
     token = secrets.token_hex(16)
     async with Prober(opts) as prober:
@@ -186,21 +194,36 @@ def not_found_path(token: str) -> str:
     return f"rollout-404-probe-{token}"
 
 
-def _judge(probe: Probe, result: Result, want: Mapping[str, str]) -> list[Check]:
-    found = [checks.expected_header(probe, result, name, value) for name, value in want.items()]
-    found += checks.csp_mode(probe, result, want)
-    found += checks.warnings(probe, result)
+@dataclass(frozen=True)
+class _Want:
+    """The headers every response must carry, and whether a ladder header beyond them
+    is another layer's (it is not when they are only part of the stage)."""
+
+    headers: Mapping[str, str]
+    stray: bool = True
+
+
+def _judge(probe: Probe, result: Result, want: _Want) -> list[Check]:
+    found = [
+        checks.expected_header(probe, result, name, value) for name, value in want.headers.items()
+    ]
+    found += checks.unwanted(probe, result, want.headers, stray=want.stray)
+    found += checks.warnings(probe, result, want.headers)
     return found
 
 
-async def _page(prober: Prober, url: str, want: Mapping[str, str]) -> list[Check]:
+async def _page(prober: Prober, url: str, want: _Want) -> list[Check]:
     chain = await prober.chain(url)
     found: list[Check] = []
+    hsts = {HSTS: want.headers[HSTS]} if HSTS in want.headers else {}
     for hop in chain[:-1]:
-        # Each https hop must carry HSTS: a browser may first meet the site through it.
-        if HSTS in want and hop.url.lower().startswith("https:"):
-            found.append(checks.expected_header("page", hop, HSTS, want[HSTS]))
-        found += checks.warnings("page", hop)
+        # Each https hop must carry HSTS: a browser may first meet the site through it,
+        # and it keeps whatever HSTS the hop sends. Nothing else of the stage is needed on
+        # a redirect.
+        if hsts and hop.url.lower().startswith("https:"):
+            found.append(checks.expected_header("page", hop, HSTS, hsts[HSTS]))
+        found += checks.unwanted("page", hop, hsts, names=(HSTS,), stray=want.stray)
+        found += checks.warnings("page", hop, hsts)
     last = chain[-1]
     if last.fault is not None:
         return [*found, checks.fault("page", last)]
@@ -216,6 +239,7 @@ async def _page(prober: Prober, url: str, want: Mapping[str, str]) -> list[Check
                 expected="2xx",
                 actual=[str(last.status)],
                 message=f"answers {last.status}",
+                status=last.status,
             )
         )
     target = last.location
@@ -229,12 +253,14 @@ async def _page(prober: Prober, url: str, want: Mapping[str, str]) -> list[Check
                 expected=f"an answer from {origin_url(url)}",
                 actual=[f"{last.status} {target}"],
                 message=f"redirects to another origin, {target}; not followed",
+                status=last.status,
+                location=target,
             )
         )
     return found
 
 
-async def _not_found(prober: Prober, url: str, want: Mapping[str, str]) -> list[Check]:
+async def _not_found(prober: Prober, url: str, want: _Want) -> list[Check]:
     result = await prober.fetch(url)
     if result.fault is not None:
         return [checks.fault("404", result)]
@@ -246,6 +272,8 @@ async def _not_found(prober: Prober, url: str, want: Mapping[str, str]) -> list[
         expected="404",
         actual=[str(result.status)],
         message=f"answers {result.status}",
+        status=result.status,
+        location=result.location,
     )
     return [status, *_judge("404", result, want)]
 
@@ -289,6 +317,8 @@ async def _subdomain(prober: Prober, host: str) -> list[Check]:
                 expected="an answer over https with a valid certificate",
                 actual=[str(result.status)],
                 message=f"answers {result.status} over https",
+                status=result.status,
+                location=result.location,
             )
         ]
     return [*found, *await _http(prober, url, "subdomain")]
