@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
 from rollout import headers
 from rollout.errors import HeaderValueError
 from rollout.headers import csp as csp_grammar
 from rollout.headers import hsts as hsts_grammar
-from rollout.names import CLEAR_HSTS, CSP, CSP_RO, HSTS, ONE_YEAR
+from rollout.names import CLEAR_HSTS, CSP, CSP_RO, HSTS, ONE_YEAR, XFO
 from rollout.probe import Fault, Result, origin_of
 
 Severity = Literal["error", "warning"]
@@ -34,12 +35,14 @@ class Finding:
     fix: str
 
 
+# These run only while the module is imported, before mutmut can switch a mutant on, so
+# mutants of them cannot be tested; test_every_finding_id_is_well_formed guards them.
 def _e(id: str, title: str, fix: str) -> Finding:
-    return Finding(id, "error", title, fix)
+    return Finding(id, "error", title, fix)  # pragma: no mutate
 
 
 def _w(id: str, title: str, fix: str) -> Finding:
-    return Finding(id, "warning", title, fix)
+    return Finding(id, "warning", title, fix)  # pragma: no mutate
 
 
 # fmt: off
@@ -132,6 +135,7 @@ FINDINGS: dict[str, Finding] = {f.id: f for f in list(globals().values()) if isi
 # where the stage does not bypasses the ladder. The policy's other headers are not among
 # them: they take their final value at stage 0, and frameworks send some by default.
 LADDER_HEADERS = (HSTS, CSP, CSP_RO)
+XSS, FEATURE, LOCATION = "x-xss-protection", "feature-policy", "location"
 
 _FAULT_FINDINGS: dict[Fault, Finding] = {
     Fault.REFUSED: PROBE_CONNECT,
@@ -244,8 +248,8 @@ def expected_header(probe: Probe, result: Result, name: str, value: str) -> Chec
     that is what a proxy makes of two layers both sending the header.
     """
     lines = result.get_all(name)
-    members = [headers.members(name, line, value) for line in lines]
-    count = sum(map(len, members))
+    pairs = [(line, headers.members(name, line, value)) for line in lines]
+    count = sum(len(found) for _, found in pairs)
     missing, wrong = (HSTS_MISSING, HSTS_WRONG) if name == HSTS else (HEADER_MISSING, HEADER_WRONG)
     finding: Finding | None = None
     if name == CSP and len(lines) > 1:
@@ -254,7 +258,7 @@ def expected_header(probe: Probe, result: Result, name: str, value: str) -> Chec
     elif count == 0:
         finding, message = missing, f"{name} is {'sent empty' if lines else 'missing'}"
     elif count > 1:
-        finding, message = HEADER_DUPLICATED, _duplicated(name, lines, members, value)
+        finding, message = HEADER_DUPLICATED, _duplicated(name, pairs, value)
     if finding is not None:
         return check(
             finding,
@@ -266,7 +270,7 @@ def expected_header(probe: Probe, result: Result, name: str, value: str) -> Chec
             actual=lines,
             message=message,
         )
-    (line,) = (line for line, found in zip(lines, members, strict=True) if found)
+    (line,) = (line for line, found in pairs if found)
     reason = headers.compare(name, value, line)
     return check(
         wrong,
@@ -280,20 +284,18 @@ def expected_header(probe: Probe, result: Result, name: str, value: str) -> Chec
     )
 
 
-def _duplicated(name: str, lines: list[str], members: list[list[str]], value: str) -> str:
+def _duplicated(name: str, pairs: list[tuple[str, list[str]]], value: str) -> str:
     """Why a header sent more than once is wrong, and what browsers make of it."""
-    count = sum(map(len, members))
-    joined = next(
-        (line for line, found in zip(lines, members, strict=True) if len(found) > 1), None
-    )
-    said = f"{name} is sent {count} times"
-    if joined is not None:
-        said += f" ({joined!r} is {len(headers.members(name, joined, value))} values joined by ',')"
+    said = f"{name} is sent {sum(len(found) for _, found in pairs)} times"
+    for line, found in pairs:
+        if len(found) > 1:
+            said += f" ({line!r} is {len(found)} values joined by ',')"
+            break
     if name != HSTS:
         return said
-    first = lines[0]
+    first, members = pairs[0]
     # RFC 6797 §8.1: a browser processes only the first Strict-Transport-Security field.
-    if len(members[0]) > 1:
+    if len(members) > 1:
         return (
             f"{said}; browsers read only the first line (RFC 6797 §8.1), and a ',' is not "
             "allowed in it, so they ignore it: no HSTS at all"
@@ -317,7 +319,7 @@ def unwanted(
     expected: Mapping[str, str],
     *,
     names: tuple[str, ...] = LADDER_HEADERS,
-    stray: bool = True,
+    stray: bool,
 ) -> list[Check]:
     """The ladder's headers (of `names`) sent where the stage does not send them.
 
@@ -386,14 +388,14 @@ def warnings(
             warn(HSTS_ABOVE_YEAR, HSTS, [value], f"max-age={shown} is capped at one year")
         if odd := hsts_grammar.odd(parsed, clearing=clearing):
             warn(HSTS_ODD, HSTS, [value], "; ".join(odd))
-    xss = [v for v in result.get_all("x-xss-protection") if v.strip() != "0"]
+    xss = [v for v in result.get_all(XSS) if v.strip() != "0"]
     if xss:
-        warn(XSS_PROTECTION, "x-xss-protection", xss, f"X-XSS-Protection is {xss[0]!r}, not 0")
-    if fp := result.get_all("feature-policy"):
-        warn(FEATURE_POLICY, "feature-policy", fp, "Feature-Policy is obsolete")
-    allow = [v for v in result.get_all("x-frame-options") if "allow-from" in v.lower()]
+        warn(XSS_PROTECTION, XSS, xss, f"X-XSS-Protection is {xss[0]!r}, not 0")
+    if fp := result.get_all(FEATURE):
+        warn(FEATURE_POLICY, FEATURE, fp, "Feature-Policy is obsolete")
+    allow = [v for v in result.get_all(XFO) if "allow-from" in v.lower()]
     if allow:
-        warn(XFO_ALLOW_FROM, "x-frame-options", allow, "ALLOW-FROM is ignored by browsers")
+        warn(XFO_ALLOW_FROM, XFO, allow, "ALLOW-FROM is ignored by browsers")
     for name in (CSP, CSP_RO):
         for value in result.get_all(name):
             try:
@@ -418,9 +420,9 @@ def redirect(finding: Finding, probe: Probe, result: Result) -> Check:
     browser's navigation, is a GET, which 303 keeps a GET.
     """
     host = origin_of(result.url)[1]
-    name = f"[{host}]" if ":" in host else host
+    name = urlsplit(result.url).netloc  # the host as written in a URL: [::1] bracketed
     target = result.location
-    locations = result.get_all("location")
+    locations = result.get_all(LOCATION)
     actual = [f"{result.status} {locations[0]}" if locations else f"{result.status}"]
     good = False
     if target is None:

@@ -74,8 +74,10 @@ def test_every_stage_served_right_passes_with_no_finding(site: Site, number: int
     if number is not None:
         # Every header of the stage was judged on the page and on the 404 probe.
         for probe in ("page", "404"):
-            judged = {c.header for c in report.checks if c.probe == probe and c.header}
-            assert judged == set(expected.headers())
+            judged = {c.header: c for c in report.checks if c.probe == probe and c.header}
+            assert set(judged) == set(expected.headers())
+            for name, value in expected.headers().items():
+                assert (judged[name].expected, judged[name].actual) == (value, (value,))
 
 
 # Each header written otherwise than the plan writes it, meaning the same to a browser.
@@ -246,9 +248,9 @@ def _(site: Site, lines: list[tuple[str, str]], s: StageSettings) -> StageSettin
 
 @case("hsts.W001", "http")
 def _(site: Site, lines: list[tuple[str, str]], s: StageSettings) -> StageSettings:
-    site.http.fallback = redirect(
-        f"https://{WWW}/", 301, ("Strict-Transport-Security", "max-age=1")
-    )
+    # Above a year and odd too: on plain http only the one warning that matters there.
+    sts = ("Strict-Transport-Security", "max-age=99999999; fooo")
+    site.http.fallback = redirect(f"https://{WWW}/", 301, sts)
     return s
 
 
@@ -304,6 +306,57 @@ def _(site: Site, lines: list[tuple[str, str]], s: StageSettings) -> StageSettin
     return wanted
 
 
+# What a user reads of each case: (header, message), and where the check points.
+SEEN = {
+    "csp.E001": (CSP, "an enforcing policy is sent during a report-only stage"),
+    "csp.E002": (CSP_RO, "a report-only policy is still sent at an enforcing stage"),
+    "csp.E003": (CSP, "2 enforcing policies are sent; browsers enforce all of them"),
+    "csp.W001": (CSP_RO, "report-only without report-uri or report-to"),
+    "csp.W002": (
+        CSP_RO,
+        "directive object-src appears more than once; browsers use the first and ignore the "
+        "rest: merge them",
+    ),
+    "fp.W001": ("feature-policy", "Feature-Policy is obsolete"),
+    "header.E001": ("referrer-policy", "referrer-policy is missing"),
+    "header.E002": (
+        "x-frame-options",
+        "x-frame-options is sent 2 times ('DENY, DENY' is 2 values joined by ',')",
+    ),
+    "header.E003": ("x-frame-options", "X-Frame-Options is SAMEORIGIN, the stage wants DENY"),
+    "header.E004": (
+        HSTS,
+        "strict-transport-security is sent ('max-age=31536000'), but this stage does not send "
+        "it: another layer bypasses the ladder, and browsers keep HSTS for the max-age it says",
+    ),
+    "hsts.E001": (HSTS, "strict-transport-security is missing"),
+    "hsts.E002": (HSTS, "max-age is 300, the stage wants 86400"),
+    "hsts.W001": (HSTS, "sent over plain http, where browsers ignore it"),
+    "hsts.W002": (HSTS, "max-age=63072000 is capped at one year"),
+    "hsts.W003": (HSTS, "unknown directive fooo is ignored by browsers: remove it or fix its name"),
+    "notfound.E001": (None, "answers 200"),
+    "page.E001": (None, "answers 502"),
+    "page.W001": (None, "answers 403"),
+    "redirect.E001": (None, "answers 200 without a redirect to https"),
+    "redirect.E002": (
+        None,
+        "redirects to another origin, https://elsewhere.example.test/; not followed",
+    ),
+    "redirect.E003": (None, f"https://{WWW}/: redirects 2 times, back to https://{WWW}/"),
+    "subdomain.E002": (None, "answers 200 without a redirect to https"),
+    "subdomain.W001": (None, "includeSubDomains is on and no subdomain is listed to check"),
+    "xfo.W001": ("x-frame-options", "ALLOW-FROM is ignored by browsers"),
+    "xss.W001": ("x-xss-protection", "X-XSS-Protection is '1; mode=block', not 0"),
+}
+SEEN_NOTHING = {"hsts.E001", "header.E001", "redirect.E003", "subdomain.W001"}
+WHERE = {
+    "page": f"https://{WWW}/",
+    "404": f"https://{WWW}/rollout-404-probe-",
+    "http": f"http://{WWW}/",
+    "subdomain": f"http://{API}/",
+}
+
+
 # Made by a revert's confirmation (rollout/confirm.py), not by verify; tested there.
 NOT_VERIFY = {"edge.E001", "edge.E002", "revert.E001"}
 # Faults: the page and the 404 probe share an origin, so the tests below use the probe
@@ -328,7 +381,12 @@ def test_each_finding_comes_alone_from_its_probe(site: Site, fid: str) -> None:
     assert findings(report) == {(fid, p) for p in probe.split("+")}
     assert report.ok is (FINDINGS[fid].severity == "warning")
     for bad in not_passed(report):
-        assert bad.message and bad.fix == FINDINGS[fid].fix
+        assert bad.ok is False and (bad.header, bad.message) == SEEN[fid]
+        assert (bad.title, bad.fix) == (FINDINGS[fid].title, FINDINGS[fid].fix)
+        # Where it points: the URL of its probe (none for an environment-wide warning).
+        assert (bad.url or "").startswith(WHERE[bad.probe] if bad.url else "")
+        # What was seen: the header's lines as sent, or the status; nothing when nothing was.
+        assert bool(bad.actual) is (fid not in SEEN_NOTHING)
 
 
 def test_probe_faults_come_alone(site: Site) -> None:

@@ -57,6 +57,11 @@ def page_check(site: Site, expected: StageSettings, name: str) -> tuple[set[obje
             ["DENY", "DENY, ,DENY"],
             "x-frame-options is sent 3 times ('DENY, ,DENY' is 2 values joined by ',')",
         ),
+        (
+            "x-frame-options",
+            ["DENY,DENY", "deny, deny"],
+            "x-frame-options is sent 4 times ('DENY,DENY' is 2 values joined by ',')",
+        ),
     ],
 )
 def test_comma_joined_lines_count_each_member(
@@ -68,6 +73,22 @@ def test_comma_joined_lines_count_each_member(
     found, judged = page_check(site, expected, name)
     assert found == {("header.E002", "page")}
     assert judged.message == message and judged.actual == tuple(values)  # type: ignore[attr-defined]
+    assert judged.expected == expected.headers()[name]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", ["referrer-policy", HSTS])
+def test_a_missing_header_says_so(site: Site, name: str) -> None:
+    """A header not sent at all fails as missing, with the stage's value it wanted."""
+    expected = stage(3)
+    site.page(swap(site.serve(expected), name))
+    found, judged = page_check(site, expected, name)
+    assert len(found) == 1
+    assert (judged.message, judged.expected, judged.actual, judged.ok) == (  # type: ignore[attr-defined]
+        f"{name} is missing",
+        expected.headers()[name],
+        (),
+        False,
+    )
 
 
 @pytest.mark.parametrize(
@@ -229,6 +250,24 @@ def test_hsts_over_plain_http_at_stage_off_only_warns(site: Site) -> None:
     assert findings(run(site.env(), expected)) == {("hsts.W001", "http")}
 
 
+def test_a_plain_http_page_is_judged_like_the_http_probe(site: Site) -> None:
+    """Library use with an http:// page (plans list https only): HSTS there only warns, is
+    never another layer's, and no redirect hop of it is asked for HSTS."""
+    hsts = ("Strict-Transport-Security", "max-age=60")
+    site.http.routes = {"/": redirect(f"https://{WWW}/"), "/a/": Reply(200, [hsts])}
+    site.http.routes["/a/old"] = redirect("/a/", 301, hsts)
+    site.http.fallback = Reply(404)
+    env = site.env()
+    env.urls = [f"http://{WWW}/a/old"]
+    report = run(env, StageSettings("staging", None, "off"))
+    assert findings(report) == {("hsts.W001", "page")}
+    assert [c.url for c in not_passed(report)] == [f"http://{WWW}/a/old", f"http://{WWW}/a/"]
+    site.http.routes["/a/old"] = redirect("/a/", 301)
+    site.http.fallback = Reply(404, [hsts])
+    report = run(env, StageSettings("staging", 3, "x", {HSTS: "max-age=60"}))
+    assert findings(report) == {("hsts.W001", "page"), ("hsts.W001", "404")}
+
+
 def test_a_partial_expectation_reports_no_stray(site: Site) -> None:
     """Revert's app-only verify leaves the edge's HSTS and CSP unjudged instead of stray."""
     full = stage(4)
@@ -242,10 +281,14 @@ def test_a_partial_expectation_reports_no_stray(site: Site) -> None:
 
 
 def test_partial_still_judges_the_csp_mode(site: Site) -> None:
-    """Even app-only, a report-only CSP at an enforcing stage fails as csp.E002."""
+    """Even app-only, with the edge's HSTS left unjudged, a report-only CSP at an enforcing
+    stage fails as csp.E002."""
     full = stage(4)
     site.page([*site.serve(full), ("Content-Security-Policy-Report-Only", full.app[CSP])])
-    report = run(site.env(), full, partial=True)
+    app_only = dataclasses.replace(
+        full, app={k: v for k, v in full.app.items() if k != HSTS}, edge={}
+    )
+    report = run(site.env(), app_only, partial=True)
     assert findings(report) == {("csp.E002", "page")}
 
 
@@ -275,6 +318,30 @@ def test_hsts_oddities_are_all_named(site: Site) -> None:
         "unknown directive foo is ignored by browsers: remove it or fix its name; "
         "unknown directive bar is ignored by browsers: remove it or fix its name"
     )
+
+
+def test_the_headers_that_warn_are_quiet_when_right(site: Site) -> None:
+    """X-XSS-Protection: 0 is the advice itself, and DENY is no ALLOW-FROM: no finding."""
+    expected = stage(3)
+    site.page([*site.serve(expected), ("X-XSS-Protection", " 0")])
+    assert findings(run(site.env(), expected)) == set()
+
+
+def test_every_hsts_line_is_looked_at_for_warnings(site: Site) -> None:
+    """An invalid first HSTS line does not hide the warning the second one earns."""
+    expected = stage(3)
+    site.page(swap(site.serve(expected), HSTS, "max-age=abc", "max-age=63072000"))
+    report = run(site.env(), expected)
+    assert findings(report) == {("header.E002", "page"), ("hsts.W002", "page")}
+
+
+def test_every_csp_line_is_looked_at_for_warnings(site: Site) -> None:
+    """An invalid first CSP line does not hide the warning the second one earns."""
+    expected = stage(3)
+    odd = f"{expected.app[CSP_RO]}; object-src *"
+    site.page(swap(site.serve(expected), CSP_RO, ";", odd))
+    report = run(site.env(), expected)
+    assert findings(report) == {("header.E002", "page"), ("csp.W002", "page")}
 
 
 def test_above_a_year_is_capped_not_at_a_year(site: Site) -> None:

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rollout.errors import HeaderValueError
-from rollout.headers.value import check_name, check_value, clean
+from rollout.headers.value import check_name, check_value, clean, list_members
 
 
 @pytest.mark.parametrize(
@@ -100,3 +100,21 @@ def test_check_name_raises_only_header_value_error(text: str) -> None:
     """Arbitrary text is either a valid name or refused with HeaderValueError."""
     with contextlib.suppress(HeaderValueError):
         assert check_name(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "members"),
+    [
+        ("DENY", ["DENY"]),
+        ("DENY, DENY", ["DENY", "DENY"]),
+        (" a ,\tb,, ,c ", ["a", "b", "c"]),
+        (",", []),
+        ('max-age=1; foo="a,b"', ['max-age=1; foo="a,b"']),
+        ('a="x\\",y", b', ['a="x\\",y"', "b"]),
+        ('a="x\\\\", b', ['a="x\\\\"', "b"]),
+        ('a="open, b', ['a="open, b']),
+    ],
+)
+def test_list_members_split_on_commas_outside_quotes(text: str, members: list[str]) -> None:
+    """RFC 9110 §5.6.1: members trimmed, empty ones skipped, quoted commas and escapes kept."""
+    assert list_members(text) == members
