@@ -51,23 +51,26 @@ _GRAMMARS: dict[str, _Grammar] = {
 }
 
 
-def _simple(parse: Callable[..., Any], is_list: bool = False) -> _Grammar:
-    def normalise(value: str) -> str:
-        return simple.canonical(parse(value))
+def _canonical(parse: Callable[[str], Any], value: str) -> str:
+    return simple.canonical(parse(value))
 
-    return _Grammar(
-        parse,
-        partial(parse, strict=True),
+
+# Built here, at import, not by a helper function: code that runs only while the module
+# is imported is out of reach of the mutation tests (docs/mutation.md).
+for _name, _parse, _is_list in (
+    (XFO, simple.parse_frame_options, False),
+    (NOSNIFF, simple.parse_content_type_options, False),
+    (REFERRER, simple.parse_referrer_policy, True),
+):
+    _GRAMMARS[_name] = _Grammar(
+        _parse,
+        partial(_parse, strict=True),
         simple.diff,
         simple.warnings,
-        normalise,
-        is_list,
+        partial(_canonical, _parse),
+        _is_list,
     )
-
-
-_GRAMMARS[XFO] = _simple(simple.parse_frame_options)
-_GRAMMARS[NOSNIFF] = _simple(simple.parse_content_type_options)
-_GRAMMARS[REFERRER] = _simple(simple.parse_referrer_policy, is_list=True)
+del _name, _parse, _is_list
 _OTHER = _Grammar(
     simple.parse_other,
     simple.parse_other,

@@ -258,7 +258,9 @@ def diff(expected: CSP, actual: CSP) -> str | None:
         else:
             unmatched.remove(twin)
     reasons: list[str] = []
-    for (number, e), a in zip(left, unmatched, strict=True):
+    # As many left on each side: pair them in order.
+    for index, (number, e) in enumerate(left):
+        a = unmatched[index]
         prefix = f"policy {number}: " if len(expected.policies) > 1 else ""
         reasons.extend(prefix + r for r in _policy_diff(e, a))
     return "; ".join(reasons) or None
@@ -273,10 +275,9 @@ def with_report_uri(policy_text: str, uri: str) -> str:
     clean(uri)
     policies = []
     for part in clean(policy_text).split(","):
+        # clean() let no whitespace through but spaces and tabs, which strip() removes.
         kept = [
-            t.strip(_WS)
-            for t in part.split(";")
-            if t.strip(_WS) and t.split()[0].lower() != "report-uri"
+            t.strip() for t in part.split(";") if t.strip() and t.split()[0].lower() != "report-uri"
         ]
         policies.append("; ".join([*kept, f"report-uri {uri}"]))
     return ", ".join(policies)

@@ -9,9 +9,10 @@ from rollout.headers.value import OWS, TCHAR, clean, describe
 from rollout.names import ONE_YEAR
 
 _FLAGS = {"includesubdomains": "includeSubDomains", "preload": "preload"}
-# CPython converts at most 4300 digits between str and int in one call; RFC 6797 sets no
-# limit on max-age (browsers cap it), so longer numbers are converted in pieces.
-_CHUNK = 4000
+# CPython converts at most 4300 digits between str and int in one call (a limit that can
+# be lowered to 640, never below); RFC 6797 sets no limit on max-age (browsers cap it), so
+# longer numbers are converted in pieces of 640.
+_CHUNK = 640
 # Longer numbers are shortened in messages.
 _SHOWN = 50
 

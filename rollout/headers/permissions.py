@@ -81,11 +81,10 @@ def _syntax_error(text: str, why: StructuredFieldError) -> HeaderValueError:
             "this is the old Feature-Policy syntax, which browsers ignore in "
             f"Permissions-Policy: write {converted}"
         )
-    # http_sf counts from 0; every message of ours counts characters from 1.
-    detail = str(why.args[0]) if why.args else ""
-    if why.position is not None:
-        detail += f" at character {why.position + 1}"
-    hints = [f"not an RFC 9651 dictionary like {EXAMPLE}" + (f" ({detail})" if detail else "")]
+    # http_sf always says what and where; it counts from 0, our messages count from 1.
+    assert why.position is not None
+    detail = f"{ValueError.__str__(why)} at character {why.position + 1}"
+    hints = [f"not an RFC 9651 dictionary like {EXAMPLE} ({detail})"]
     if "'" in text:
         hints.append("write self and * without quotes, origins in double quotes")
     if re.search(r"(^|,)\s*[^=,\s]*[A-Z][^=,]*=", text):
@@ -98,7 +97,7 @@ def _check_item(name: str, item: str) -> None:
         return
     if item.startswith('"') and item.endswith('"') and _ORIGIN.fullmatch(item[1:-1]):
         return
-    fix = f"{name}=()" if item.lower() in ("none", "'none'") else f"{name}=(self)"
+    fix = f"{name}=()" if item.lower() == "none" else f"{name}=(self)"
     raise HeaderValueError(
         f"{name}: {item} is not self, * or an origin in double quotes like "
         f'"https://a.example"; e.g. {fix}'
@@ -162,14 +161,15 @@ def serialise(policy: PermissionsPolicy) -> str:
 
 def _item(item: str) -> str:
     """An allowlist item in a form where equal origins are equal strings."""
-    match = _ORIGIN.fullmatch(item[1:-1]) if item.startswith('"') and item.endswith('"') else None
+    # A string item is serialised in double quotes; a token never starts with one.
+    match = _ORIGIN.fullmatch(item[1:-1]) if item.startswith('"') else None
     if match is None:
         return item
     origin = match["origin"].lower()
     port = _PORT.fullmatch(origin)
     if port is not None:
         number = int(port["port"])
-        default = _DEFAULT_PORTS.get(origin.split(":", 1)[0])
+        default = _DEFAULT_PORTS.get(origin.partition(":")[0])
         origin = port["rest"] + ("" if number == default else f":{number}")
     return f'"{origin}"'
 

@@ -163,10 +163,10 @@ def diff(expected: Simple, actual: Simple) -> str | None:
                 f"Referrer-Policy is {actual.effective}{shown}, the stage wants "
                 f"{expected.effective}"
             )
+    # Left: X-Frame-Options, and X-Content-Type-Options, whose one valid value is nosniff.
     if expected == actual:
         return None
-    name = "X-Frame-Options" if isinstance(expected, FrameOptions) else "the value"
-    return f"{name} is {serialise(actual)}, the stage wants {serialise(expected)}"
+    return f"X-Frame-Options is {serialise(actual)}, the stage wants {serialise(expected)}"
 
 
 def warnings(v: Simple) -> list[str]:

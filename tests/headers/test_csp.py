@@ -281,8 +281,21 @@ def test_with_report_uri_adds_and_replaces() -> None:
 @pytest.mark.parametrize("uri", ["", "https://a b", "/r;x", "/r,x", "'/r'", "/é"])
 def test_with_report_uri_refuses_bad_uris(uri: str) -> None:
     """A report URI that would break the policy is refused."""
-    with pytest.raises(HeaderValueError):
+    with pytest.raises(HeaderValueError) as caught:
         csp.with_report_uri("default-src 'self'", uri)
+    assert str(caught.value) == (
+        f"report URI {uri!r} must be one URL without spaces, quotes, ';' or ','"
+        if uri != "/é"
+        else "the value has a non-ASCII character 'é' (U+00E9) at character 2: write it as "
+        "visible ASCII, e.g. percent-encode it in URLs"
+    )
+
+
+def test_with_report_uri_keeps_any_other_url_and_trims_directives() -> None:
+    """Any URL without those characters is taken; directives are trimmed of spaces and tabs."""
+    assert csp.with_report_uri(" default-src 'self' ;\tReport-URI /old ; img-src X", "/eXtra") == (
+        "default-src 'self'; img-src X; report-uri /eXtra"
+    )
 
 
 def test_has_reporting() -> None:
@@ -330,3 +343,21 @@ def test_parse_inverts_serialise(value: CSP) -> None:
     text = csp.serialise(value)
     assert csp.parse(text) == value
     assert csp.equal(csp.normalise(text), value)
+
+
+def test_diff_names_every_difference_of_every_directive() -> None:
+    """A missing directive does not hide the others' differences; lists are space-joined."""
+    wanted = csp.parse("object-src 'none'; script-src 'self' https://a.example; img-src 'self'")
+    got = csp.parse("script-src https://b.example https://c.example; img-src 'self'")
+    assert csp.diff(wanted, got) == (
+        "object-src is missing, the stage wants object-src 'none'; "
+        "script-src lacks 'self' https://a.example; "
+        "script-src has https://b.example https://c.example, which the stage does not"
+    )
+
+
+def test_normalise_writes_paths_back_piece_by_piece() -> None:
+    """Each path piece is percent-decoded and written back; the '/' between them stay."""
+    assert csp.normalise("img-src https://a.example/%78/a%2Fb/c") == (
+        "img-src https://a.example/x/a%2Fb/c"
+    )

@@ -272,3 +272,13 @@ def test_a_45_digit_max_age_is_named_in_full() -> None:
     )
     leading_zeros = "max-age=" + "0" * 60 + "86400"
     assert headers.compare(HSTS_NAME, "max-age=86400", leading_zeros) is None
+
+
+@pytest.mark.parametrize("digits", [50, 51, 640, 641, 700, 1281])
+def test_long_max_ages_convert_exactly_at_every_length(digits: int) -> None:
+    """Around each conversion piece's edge the number is read and written back exactly."""
+    age = "7" + "3" * (digits - 1)
+    parsed = hsts.parse(f"max-age={age}")
+    assert hsts.serialise(parsed) == f"max-age={age}"
+    assert hsts.show(parsed.max_age) == (age if digits <= 50 else f"{age[:12]}… ({digits} digits)")
+    assert hsts.show(10**digits) == f"1{'0' * 11}… ({digits + 1} digits)"

@@ -259,3 +259,47 @@ def test_parse_inverts_serialise(members: list[Feature]) -> None:
     text = permissions.serialise(value)
     assert permissions.parse(text) == value
     assert permissions.equal(permissions.normalise(text), value)
+
+
+def test_strict_parse_accepts_self_star_and_quoted_origins() -> None:
+    """Plan values: self, * and double-quoted origins are the allowlist items browsers know."""
+    value = 'camera=*, usb=(self *), geolocation=("https://a.example" "https://b.example:8443")'
+    policy = permissions.parse(value, strict=True)
+    assert [f.allowlist for f in policy.features] == [
+        ("*",),
+        ("self", "*"),
+        ('"https://a.example"', '"https://b.example:8443"'),
+    ]
+
+
+def test_strict_parse_fix_for_none_in_any_case() -> None:
+    """A token none, in any case, is answered with the empty list that blocks the feature."""
+    with pytest.raises(HeaderValueError) as caught:
+        permissions.parse("camera=NONE", strict=True)
+    assert str(caught.value).endswith("e.g. camera=()")
+
+
+def test_feature_policy_with_empty_parts_is_converted_whole() -> None:
+    """Empty directives in an old Feature-Policy value are skipped, not an end."""
+    assert permissions.from_feature_policy("geolocation 'none';; camera 'self';") == (
+        "geolocation=(), camera=(self)"
+    )
+
+
+def test_diff_shows_every_parameter() -> None:
+    """A member's parameters are all shown, each after its ';'."""
+    assert (
+        permissions.diff(permissions.parse("camera=()"), permissions.parse("camera=();a;b=1"))
+        == "camera allows ();a;b=1, the stage wants ()"
+    )
+
+
+def test_tokens_are_not_origins() -> None:
+    """A token that looks like an origin is no origin to browsers: compared as written."""
+    assert not permissions.equal("camera=(https://A.example)", "camera=(https://a.example)")
+    assert permissions.equal('camera=("https://A.example")', 'camera=("https://a.example")')
+
+
+def test_a_star_list_normalises_to_star() -> None:
+    """A list holding * normalises to *, which allows every origin."""
+    assert permissions.normalise('camera=(self * "https://a.example")') == "camera=(*)"

@@ -316,6 +316,8 @@ def test_compare_and_warnings_never_raise(name: str, expected: str, actual: str)
         ("x-xss-protection", "0, 0", "0", ["0", "0"]),
         ("referrer-policy", " \t", "origin", []),
         ("x-frame-options", " , ", "DENY", []),
+        ("referrer-policy", "\x0b", "origin", ["\x0b"]),
+        ("referrer-policy", "X", "origin", ["X"]),
     ],
 )
 def test_members_count_what_a_proxy_joined(

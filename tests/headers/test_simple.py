@@ -271,3 +271,19 @@ def test_parse_inverts_serialise(value: simple.Simple) -> None:
         Other: simple.parse_other,
     }[type(value)]
     assert parse(simple.serialise(value)) == value
+
+
+def test_allow_from_serialises_with_or_without_its_origin() -> None:
+    """ALLOW-FROM is written back as sent: with its origin, or bare when it had none."""
+    assert simple.serialise(simple.FrameOptions("ALLOW-FROM")) == "ALLOW-FROM"
+    assert (
+        simple.serialise(simple.parse_frame_options("allow-from https://a.example"))
+        == "ALLOW-FROM https://a.example"
+    )
+
+
+@pytest.mark.parametrize("value", ["DENY", "sameorigin"])
+def test_deny_and_sameorigin_draw_no_warning(value: str) -> None:
+    """Only ALLOW-FROM warns; the two modes browsers honour do not."""
+    assert simple.warnings(simple.parse_frame_options(value)) == []
+    assert simple.warnings(simple.parse_referrer_policy("origin")) == []

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rollout.errors import HeaderValueError
-from rollout.headers.value import check_name, check_value, clean, list_members
+from rollout.headers.value import check_name, check_value, clean, describe, list_members
 
 
 @pytest.mark.parametrize(
@@ -113,8 +113,25 @@ def test_check_name_raises_only_header_value_error(text: str) -> None:
         ('a="x\\",y", b', ['a="x\\",y"', "b"]),
         ('a="x\\\\", b', ['a="x\\\\"', "b"]),
         ('a="open, b', ['a="open, b']),
+        ('"\\"", x', ['"\\""', "x"]),
+        ("a\x0b, b", ["a\x0b", "b"]),
+        ("\x0b,a", ["\x0b", "a"]),
     ],
 )
 def test_list_members_split_on_commas_outside_quotes(text: str, members: list[str]) -> None:
     """RFC 9110 §5.6.1: members trimmed, empty ones skipped, quoted commas and escapes kept."""
     assert list_members(text) == members
+
+
+@pytest.mark.parametrize(
+    ("char", "shown"),
+    [
+        ("\x7f", "a DEL character '\\x7f'"),
+        ("\x80", "a non-ASCII character '\\x80' (U+0080)"),
+        ("\x1b", "a control character '\\x1b'"),
+        ("~", "'~'"),
+    ],
+)
+def test_describe_names_the_character(char: str, shown: str) -> None:
+    """Messages name a character the way a user can find it."""
+    assert describe(char) == shown
