@@ -80,7 +80,7 @@ def _unquote(raw: str) -> str:
         return raw
     body, out, i = raw[1:-1], [], 0
     while i < len(body):
-        if body[i] == "\\" and i + 1 < len(body):
+        if body[i] == "\\":  # _quoted made sure a backslash is never the last character
             i += 1
         out.append(body[i])
         i += 1

@@ -361,3 +361,11 @@ def test_normalise_writes_paths_back_piece_by_piece() -> None:
     assert csp.normalise("img-src https://a.example/%78/a%2Fb/c") == (
         "img-src https://a.example/x/a%2Fb/c"
     )
+
+
+def test_normalise_keeps_nonces_and_schemeless_hosts_as_browsers_read_them() -> None:
+    """A nonce's prefix is lower-cased and its value kept; a host without scheme stays so."""
+    assert csp.normalise("script-src 'NONCE-AbC' A.example:443") == (
+        "script-src 'nonce-AbC' a.example:443"
+    )
+    assert not csp.equal("script-src 'nonce-ab'", "script-src 'nonce-cb'")

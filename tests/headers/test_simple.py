@@ -208,6 +208,12 @@ def test_referrer_policy_canonical_is_the_effective_policy() -> None:
             "Referrer-Policy: ',' is not a referrer policy: use one of "
             + ", ".join(REFERRER_POLICIES),
         ),
+        (
+            "X, origin, nope",
+            True,
+            "Referrer-Policy: x, nope are not referrer policies: use one of "
+            + ", ".join(REFERRER_POLICIES),
+        ),
     ],
 )
 def test_referrer_policy_refusals(value: str, strict: bool, message: str) -> None:
@@ -271,6 +277,19 @@ def test_parse_inverts_serialise(value: simple.Simple) -> None:
         Other: simple.parse_other,
     }[type(value)]
     assert parse(simple.serialise(value)) == value
+
+
+@pytest.mark.parametrize(
+    ("value", "origin"),
+    [
+        ("ALLOW-FROM", None),
+        ("allow-from https://a.example", "https://a.example"),
+        ("ALLOW-FROM\thttps://a.example  and more", "https://a.example  and more"),
+    ],
+)
+def test_allow_from_keeps_what_follows_it(value: str, origin: str | None) -> None:
+    """Live ALLOW-FROM parses (to warn), keeping everything after the first blank as origin."""
+    assert simple.parse_frame_options(value) == simple.FrameOptions("ALLOW-FROM", origin)
 
 
 def test_allow_from_serialises_with_or_without_its_origin() -> None:
