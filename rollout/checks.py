@@ -353,6 +353,11 @@ def unwanted(
     return found
 
 
+def csp_mode(probe: Probe, result: Result, expected: Mapping[str, str]) -> list[Check]:
+    """The CSP mode alone (csp.E001, csp.E002): what a check of the app's part can judge."""
+    return unwanted(probe, result, expected, names=(CSP, CSP_RO), stray=False)
+
+
 def _stray(name: str, sent: list[str]) -> str:
     said = f"{name} is sent ({sent[0]!r}), but this stage does not send it: another layer"
     if name == HSTS:

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from tests.conftest import PLAN
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k != "ROLLOUT_PLAN"} | (env or {})
     return subprocess.run(
-        [sys.executable, "-m", "rollout", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "rollout", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environ,
     )
 
 
@@ -91,3 +100,102 @@ def test_json_errors_also_go_to_stdout() -> None:
         "ok": False,
         "error": "Invalid value for '--timeout': 'x' is not a number of seconds",
     }
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"), [("verfy", "verify"), ("stat", "status"), ("hisotry", "history")]
+)
+def test_a_mistyped_command_gets_did_you_mean(typed: str, meant: str) -> None:
+    """A mistyped command is refused in one line that suggests the command meant, exit 2."""
+    out = run(typed, "staging")
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [
+        f"rollout: No such command '{typed}'. Did you mean '{meant}'?"
+    ]
+
+
+@pytest.mark.parametrize("command", ["verify", "advance", "revert", "history", "render"])
+def test_a_missing_env_lists_the_plans_environments(command: str, tmp_path: Path) -> None:
+    """`rollout COMMAND` without ENV: one line naming the plan's environments, exit 2."""
+    plan = tmp_path / "plan.toml"
+    plan.write_text(PLAN)
+    out = run(command, "--plan", str(plan))
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [
+        f"rollout: Missing argument 'ENV': one of staging, production (the environments of {plan})."
+    ]
+    assert json.loads(run(command, "--json", "--plan", str(plan)).stdout)["ok"] is False
+
+
+def test_a_missing_env_reads_the_plan_from_rollout_plan(tmp_path: Path) -> None:
+    """The environments listed come from $ROLLOUT_PLAN when no --plan is given."""
+    plan = tmp_path / "plan.toml"
+    plan.write_text(PLAN.replace("production", "prod"))
+    out = run("verify", env={"ROLLOUT_PLAN": str(plan)})
+    assert out.stderr.splitlines() == [
+        f"rollout: Missing argument 'ENV': one of staging, prod (the environments of {plan})."
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (None, "(and there is no plan at {plan})."),
+        ("[environments", "({plan} cannot be read: "),  # then tomllib's own words
+        ("[policy]\n", "({plan} lists no environments)."),
+    ],
+)
+def test_a_missing_env_with_no_usable_plan_says_why(
+    text: str | None, why: str, tmp_path: Path
+) -> None:
+    """Without a readable plan the refusal is still one line, exit 2, and says why."""
+    plan = tmp_path / "plan.toml"
+    if text is not None:
+        plan.write_text(text)
+    out = run("verify", "--plan", str(plan))
+    assert out.returncode == 2
+    (line,) = out.stderr.splitlines()
+    assert line.startswith("rollout: Missing argument 'ENV' " + why.format(plan=plan))
+
+
+NETWORK = ["--resolve", "--connect-to", "--cacert", "--insecure", "--timeout", "--lock-timeout"]
+
+
+@pytest.mark.parametrize("command", ["plan", "status", "history", "render"])
+def test_read_only_commands_offer_no_network_options(command: str) -> None:
+    """plan, status, history and render never probe: --help offers none of the probe options,
+    only --plan, --json and --output."""
+    out = run(command, "--help").stdout
+    for option in NETWORK:
+        assert option not in out, option
+    for option in ("--plan", "--json", "--output"):
+        assert option in out, option
+
+
+@pytest.mark.parametrize("command", ["verify", "advance", "revert"])
+def test_probing_commands_offer_the_network_options(command: str) -> None:
+    """verify, advance and revert list every connection option in --help."""
+    out = run(command, "--help").stdout
+    for option in [*NETWORK, "--plan", "--json", "--output"]:
+        assert option in out, option
+
+
+def test_read_only_commands_still_accept_network_options(tmp_path: Path) -> None:
+    """A script passing the common options DESIGN.md allows to status keeps working."""
+    plan = tmp_path / "plan.toml"
+    plan.write_text(PLAN)
+    out = run(
+        "status", "--timeout", "5", "--insecure", "--lock-timeout", "1",
+        "--connect-to", "www.example.test:443:127.0.0.1:8443", "--plan", str(plan),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("staging: stage off")
+
+
+def test_an_explicit_plan_beats_rollout_plan(tmp_path: Path) -> None:
+    """`rollout --plan A status` reads A even when $ROLLOUT_PLAN names another plan."""
+    plan = tmp_path / "plan.toml"
+    plan.write_text(PLAN)
+    out = run("--plan", str(plan), "status", env={"ROLLOUT_PLAN": str(tmp_path / "nope.toml")})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("staging: stage off")

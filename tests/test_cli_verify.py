@@ -75,10 +75,10 @@ def test_verify_prints_a_line_per_check_and_exits_0(
     assert "staging stage 3: verified" in result.err
 
 
-def test_verify_failure_names_id_and_curl_command(
+def test_verify_failure_names_id_fix_and_curl_command(
     plan: Path, servers: tuple[RawServer, RawServer], rollout: Callable[..., Result]
 ) -> None:
-    """A wrong value prints ✗ with expected, got, the id, and the curl command; exit 1."""
+    """A wrong value prints ✗ with expected, got, the id, the fix and the curl command; exit 1."""
     https, _ = servers
     https.routes["/"] = Reply(headers=[("Strict-Transport-Security", "max-age=300"), *STAGE3[1:]])
     result = rollout("verify", "staging", "--stage", "3", "--plan", str(plan))
@@ -89,7 +89,10 @@ def test_verify_failure_names_id_and_curl_command(
         f"✗ https://{HOST}/  strict-transport-security: expected max-age=86400, got max-age=300"
     )
     assert lines[bad].endswith("[hsts.E002]")
-    curl = lines[bad + 1].strip()
+    assert lines[bad + 1] == (
+        "    fix: send exactly the stage's value; `rollout render staging` prints it"
+    )
+    curl = lines[bad + 2].strip()
     assert curl == (
         f"curl -sS -o /dev/null -D - --max-time 10 --connect-to {HOST}:443:127.0.0.1:{https.port} "
         f"--cacert {tls_material().ca_path} https://{HOST}/"
@@ -123,7 +126,8 @@ def test_insecure_marks_every_line(plan: Path, rollout: Callable[..., Result]) -
     """--insecure makes every output line say certificates were not checked."""
     result = rollout("verify", "staging", "--stage", "3", "--insecure", "--plan", str(plan))
     assert result.code == 0
-    assert all("insecure" in line for line in result.out.splitlines())
+    checks = [line for line in result.out.splitlines() if line[:2] in ("✓ ", "✗ ", "! ", "- ")]
+    assert checks and all(line.endswith("(insecure: certificates not checked)") for line in checks)
     assert "insecure" in result.err
 
 
@@ -160,7 +164,7 @@ def test_colour_only_on_a_tty_without_no_color(monkeypatch: pytest.MonkeyPatch) 
     )
     lines, _ = cli_verify.render(Report("staging", 1, [bad]), color=True)
     assert lines[0].startswith("\x1b[31m✗ https://x.example.test/  x-frame-options: expected DENY")
-    assert lines[1] == "    curl -sS -o /dev/null -D - --max-time 10 https://x.example.test/"
+    assert lines[2] == "    curl -sS -o /dev/null -D - --max-time 10 https://x.example.test/"
 
 
 def test_insecure_verify_is_recorded_but_not_counted(
@@ -226,3 +230,150 @@ cacert = "{tls_material().ca_path}"
     assert http[0]["message"].endswith(
         f"; the plan maps {HOST}:443 but not {HOST}:80 (add a {HOST}:80:ADDR:PORT entry)"
     )
+
+
+# --- issue 8 item 16: root cause first -----------------------------------------------------
+
+APP_HEADERS = (
+    "strict-transport-security, content-security-policy-report-only, reporting-endpoints, "
+    "permissions-policy, referrer-policy"
+)
+
+
+@pytest.fixture
+def nginx_without_backend(
+    write_plan: Callable[..., Path], rollout: Callable[..., Result]
+) -> Iterator[Path]:
+    """A real nginx owning X-Frame-Options and nosniff (rendered by rollout) whose backend
+    is down, so every proxied request answers 502; yields the plan."""
+    from tests.integration.rollout_itest import Nginx, find_nginx, free_port
+
+    binary = find_nginx()
+    folder = write_plan().parent
+    nginx_tmp = folder / "nginx"
+    nginx_tmp.mkdir()
+    cert = tls_material().ca.issue_cert(HOST)
+    nginx = Nginx(binary, nginx_tmp, cert, app_port=free_port())  # nothing listens there
+    plan = write_plan(f"""\
+[policy]
+content-security-policy = "default-src 'self'; object-src 'none'"
+permissions-policy = "geolocation=(), camera=()"
+referrer-policy = "no-referrer"
+x-frame-options = "DENY"
+x-content-type-options = "nosniff"
+csp-report-uri = "https://csp.example.test/report"
+
+[environments.staging]
+urls = ["https://{HOST}/"]
+edge = ["x-frame-options", "x-content-type-options"]
+connect-to = ["{HOST}:443:127.0.0.1:{nginx.ports.https}", "{HOST}:80:127.0.0.1:{nginx.ports.http}"]
+cacert = "{tls_material().ca_path}"
+""")
+    snippet = rollout("render", "staging", "--format", "nginx", "--stage", "3", "--plan", str(plan))
+    assert snippet.code == 0, snippet.err
+    nginx.start(snippet.out)
+    try:
+        yield plan
+    finally:
+        nginx.stop()
+
+
+@pytest.mark.nginx
+def test_backend_down_leads_with_the_502(
+    nginx_without_backend: Path, rollout: Callable[..., Result]
+) -> None:
+    """Backend down behind nginx: each URL leads with its 502 (fix and curl under it), the
+    app's five header checks fold into one line, and the edge's headers still show."""
+    plan = nginx_without_backend
+    result = rollout("verify", "staging", "--stage", "3", "--plan", str(plan))
+    assert result.code == 1
+    lines = result.out.splitlines()
+    assert not any("is missing" in line for line in lines)
+    page = [line for line in lines if f"https://{HOST}/  " in line]
+    assert page[0].startswith(f"✗ https://{HOST}/  ") and page[0].endswith("[page.E001]")
+    assert "502" in page[0]
+    first = lines.index(page[0])
+    assert lines[first + 1].startswith("    fix: ")
+    assert lines[first + 2].startswith("    curl -sS ") and lines[first + 2].endswith(
+        f"https://{HOST}/"
+    )
+    assert lines[first + 3] == (
+        f"- https://{HOST}/  5 header checks not judged: the page answered 502 ({APP_HEADERS})"
+    )
+    assert page[2:] == [
+        f"✓ https://{HOST}/  x-frame-options: DENY",
+        f"✓ https://{HOST}/  x-content-type-options: nosniff",
+    ]
+    probe_404 = [line for line in lines if "/rollout-404-probe-" in line and line[:2] == "- "]
+    assert len(probe_404) == 1 and probe_404[0].endswith(
+        f"5 header checks not judged: the 404 probe answered 502 ({APP_HEADERS})"
+    )
+    assert "10 of them not judged" in result.err
+
+
+@pytest.mark.nginx
+def test_backend_down_json_keeps_every_check(
+    nginx_without_backend: Path, rollout: Callable[..., Result]
+) -> None:
+    """--json still lists each folded header check as failed, as DESIGN.md's `checks` says."""
+    result = rollout(
+        "verify", "staging", "--stage", "3", "--json", "--plan", str(nginx_without_backend)
+    )
+    assert result.code == 1
+    page = [c for c in json.loads(result.out)["checks"] if c["url"] == f"https://{HOST}/"]
+    missing = [c["header"] for c in page if c["header"] and not c["ok"]]
+    assert ", ".join(missing) == APP_HEADERS
+    assert [c["id"] for c in page if c["header"] is None] == ["page.E001"]
+
+
+def test_every_failure_and_warning_gets_its_fix(
+    plan: Path, servers: tuple[RawServer, RawServer], rollout: Callable[..., Result]
+) -> None:
+    """Under each failed check and each warning, the finding's fix, with ENV filled in."""
+    https, _ = servers
+    https.routes["/"] = Reply(headers=[*STAGE3[:4], ("X-XSS-Protection", "1; mode=block")])
+    result = rollout("verify", "staging", "--stage", "3", "--plan", str(plan))
+    assert result.code == 1
+    lines = result.out.splitlines()
+    marked = [i for i, line in enumerate(lines) if line[:2] in ("✗ ", "! ")]
+    assert len(marked) >= 3
+    for i in marked:
+        assert lines[i + 1].startswith("    fix: "), lines[i]
+    xss = next(i for i in marked if "x-xss-protection" in lines[i])
+    assert (
+        lines[xss + 1]
+        == "    fix: send `X-XSS-Protection: 0` or nothing: the old filter caused leaks"
+    )
+    # One curl line per URL, under its first failure, not one per failed check.
+    assert sum(line.strip().endswith(f" https://{HOST}/") for line in lines if "curl" in line) == 1
+
+
+def test_output_gets_the_report_even_when_a_check_fails(
+    plan: Path, servers: tuple[RawServer, RawServer], rollout: Callable[..., Result]
+) -> None:
+    """verify --output FILE writes the whole report, a failing one too (exit 1); the
+    summary stays on stderr and stdout is empty."""
+    https, _ = servers
+    https.routes["/"] = Reply(headers=STAGE3[1:])
+    for extra in ([], ["--json"]):
+        target = plan.parent / "verify.out"
+        result = rollout(
+            "verify",
+            "staging",
+            "--stage",
+            "3",
+            *extra,
+            "--output",
+            str(target),
+            "--plan",
+            str(plan),
+        )
+        assert result.code == 1
+        assert result.out == ""
+        text = target.read_text()
+        if extra:
+            assert json.loads(text)["ok"] is False
+        else:
+            assert text.startswith(f"✗ https://{HOST}/  strict-transport-security: ")
+            assert "\x1b[" not in text
+            assert "staging stage 3: FAILED" in result.err

@@ -53,11 +53,11 @@ def test_drift_is_empty_for_what_the_plan_writes(plan: Plan) -> None:
             assert stagefile.drift(plan, ladder.settings_for(plan, env, stage)) == []
 
 
-def test_two_csp_modes_in_one_table_are_refused(plan: Plan) -> None:
-    """A table sending CSP both enforcing and report-only is refused, naming both."""
-    wanted = ladder.settings_for(plan, "staging", 4)
-    app = {**wanted.app, CSP_RO: wanted.app[CSP]}
-    assert check(plan, StageSettings("staging", 4, wanted.name, app, {})) == (
+def test_two_csp_modes_in_one_table_are_refused_before_enforcing(plan: Plan) -> None:
+    """Before CSP enforces, a table sending it in both modes is refused, naming both."""
+    wanted = ladder.settings_for(plan, "staging", 3)
+    app = {**wanted.app, CSP: wanted.app[CSP_RO]}
+    assert check(plan, StageSettings("staging", 3, wanted.name, app, {})) == (
         f"app.{CSP_RO}: also {CSP}; CSP is sent in one mode"
     )
 

@@ -14,13 +14,16 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import click
+from click.core import ParameterSource
 
 from rollout import __version__
 
 if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
     from rollout.plan import Environment, Plan
 
 DEFAULT_PLAN = Path("stages/plan.toml")
@@ -49,6 +52,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "The transitions of an environment: when, who, why.",
     ),
     "render": ("rollout.cli.render:render", "A stage as nginx, Apache, Django, headers or JSON."),
+    "reports": (
+        "rollout.cli.reports:reports",
+        "The CSP violations browsers reported, with the smallest fix.",
+    ),
+    "init": (
+        "rollout.cli.init:init",
+        "Probe a live site and write a starting plan from what it sends.",
+    ),
     "demo": (
         "rollout.cli.demo:demo",
         "The whole job on an embedded local environment (loopback, TLS).",
@@ -71,6 +82,27 @@ class LazyGroup(click.Group):
         assert isinstance(command, click.Command)
         return command
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0]
+        if name not in COMMANDS and not name.startswith("-") and not ctx.resilient_parsing:
+            # click draws its "Did you mean" from self.commands, which a lazy group leaves
+            # empty: offer the table's names instead.
+            raise click.exceptions.NoSuchCommand(name, possibilities=COMMANDS, ctx=ctx)
+        return super().resolve_command(ctx, args)
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        from click.shell_completion import CompletionItem
+
+        # From the table, so completing a command name imports no command module.
+        names = [
+            CompletionItem(name, help=short)
+            for name, (_, short) in COMMANDS.items()
+            if name.startswith(incomplete)
+        ]
+        return names + click.Command.shell_complete(self, ctx, incomplete)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
@@ -88,6 +120,7 @@ class Options:
     timeout: float = 10.0
     json: bool = False
     lock_timeout: float = 30.0
+    output: Path | None = None
 
     @property
     def plan_path(self) -> Path:
@@ -110,6 +143,20 @@ class Options:
             connect_to=self.connect_to,
             cacert=self.cacert,
         )
+
+    def emit(self, text: str, *, wrote: str = "") -> None:
+        """Print the command's document, or replace --output FILE with it (atomically)."""
+        if self.output is None:
+            click.echo(text, nl=False)
+            return
+        from rollout.cli.output import replace
+
+        replace(self.output, text)
+        click.echo(f"rollout: wrote {self.output}{wrote}", err=True)
+
+    def emit_json(self, obj: object) -> None:
+        """The command's JSON object, to stdout or --output FILE."""
+        self.emit(_dumps(obj) + "\n")
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -156,103 +203,155 @@ class StageParam(click.ParamType[StageChoice, Any]):
             flag = param.opts[0] if param is not None and param.opts else "stage"
             raise click.UsageError(f"{flag}: {exc}", ctx) from None
 
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[CompletionItem]:
+        from rollout.cli import complete
+
+        return complete.stages(ctx, incomplete)
+
 
 STAGE = StageParam()
 
 
-def common_options(func: F) -> F:
-    """Add the options DESIGN.md lets every command take; they arrive as `opts: Options`."""
+class EnvArgument(click.Argument):
+    """The ENV argument: completes from the plan, and a missing one lists the plan's."""
 
+    def process_value(self, ctx: click.Context, value: Any) -> Any:
+        try:
+            return super().process_value(ctx, value)
+        except click.MissingParameter:
+            from rollout.cli import complete
+
+            raise click.UsageError(complete.missing_environment(ctx), ctx) from None
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        from rollout.cli import complete
+
+        return complete.environments(ctx, incomplete)
+
+
+def env_argument(required: bool = True) -> Callable[[F], F]:
+    """`ENV`: an environment of the plan, as every command but demo takes it."""
+    return click.argument(
+        "env_name", metavar="ENV" if required else "[ENV]", required=required, cls=EnvArgument
+    )
+
+
+@overload
+def common_options(func: F, /) -> F: ...
+@overload
+def common_options(*, probes: bool = True, output: bool = False) -> Callable[[F], F]: ...
+
+
+def common_options(
+    func: F | None = None, /, *, probes: bool = True, output: bool = False
+) -> F | Callable[[F], F]:
+    """Add the options DESIGN.md lets every command take; they arrive as `opts: Options`.
+
+    `probes=False` (a command that reads files only) still accepts --resolve,
+    --connect-to, --cacert, --insecure, --timeout and --lock-timeout, as DESIGN.md lets
+    every command take them and scripts pass them along, but hides them from --help and
+    completion: they change nothing there. `output=True` adds --output FILE.
+    """
+    if func is None:
+        return lambda f: _with_common_options(f, probes=probes, output=output)
+    return _with_common_options(func, probes=probes, output=output)
+
+
+def _with_common_options(func: F, *, probes: bool, output: bool) -> F:
     def merge(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         opts = ctx.ensure_object(Options)
         if param.name == "plan":
-            if value is not None:
+            # $ROLLOUT_PLAN never overrides a --plan given before the command.
+            explicit = ctx.get_parameter_source("plan") is ParameterSource.COMMANDLINE
+            if value is not None and (explicit or opts.plan is None):
                 opts.plan = value
         elif param.name in ("resolve", "connect_to"):
-            getattr(opts, param.name).extend(value)
-        elif param.name == "cacert":
+            getattr(opts, param.name).extend(value or ())
+        elif param.name in ("cacert", "output"):
             if value is not None:
-                opts.cacert = value
+                setattr(opts, param.name, value)
         elif param.name == "insecure":
-            opts.insecure = opts.insecure or value
+            opts.insecure = opts.insecure or bool(value)
         elif param.name in ("timeout", "lock_timeout"):
             if value is not None:
                 setattr(opts, param.name, value)
         elif param.name == "json":
-            opts.json = opts.json or value
+            opts.json = opts.json or bool(value)
         return value
 
+    def option(*decls: str, hidden: bool = False, **attrs: Any) -> Callable[[F], F]:
+        return click.option(*decls, expose_value=False, callback=merge, hidden=hidden, **attrs)
+
+    quiet = not probes  # accepted, not offered
     decorators = [
-        click.option(
+        option(
             "--plan",
             "plan",
             type=click.Path(path_type=Path, dir_okay=False),
             envvar="ROLLOUT_PLAN",
-            expose_value=False,
-            callback=merge,
             help="Plan file (default stages/plan.toml, or $ROLLOUT_PLAN).",
         ),
-        click.option(
+        option(
             "--resolve",
             "resolve",
             multiple=True,
             metavar="HOST:PORT:ADDR",
-            expose_value=False,
-            callback=merge,
+            hidden=quiet,
             help="As curl --resolve; added to the plan's. Repeatable.",
         ),
-        click.option(
+        option(
             "--connect-to",
             "connect_to",
             multiple=True,
             metavar="HOST:PORT:ADDR:PORT",
-            expose_value=False,
-            callback=merge,
+            hidden=quiet,
             help="As curl --connect-to; added to the plan's. Repeatable.",
         ),
-        click.option(
+        option(
             "--cacert",
             "cacert",
             type=click.Path(path_type=Path, dir_okay=False),
-            expose_value=False,
-            callback=merge,
+            hidden=quiet,
             help="Extra trust root (PEM), as curl --cacert.",
         ),
-        click.option(
+        option(
             "--insecure",
             "insecure",
             is_flag=True,
-            expose_value=False,
-            callback=merge,
+            hidden=quiet,
             help="Skip certificate checks (never the default).",
         ),
-        click.option(
+        option(
             "--timeout",
             "timeout",
             type=Seconds(0.1),
             default=None,
-            expose_value=False,
-            callback=merge,
+            hidden=quiet,
             help="Seconds per request (default 10).",
         ),
-        click.option(
+        option(
             "--lock-timeout",
             "lock_timeout",
             type=Seconds(0),
             default=None,
-            expose_value=False,
-            callback=merge,
+            hidden=quiet,
             help="Seconds to wait for another command on the same environment (default 30).",
         ),
-        click.option(
-            "--json",
-            "json",
-            is_flag=True,
-            expose_value=False,
-            callback=merge,
-            help="Print one JSON object.",
-        ),
+        option("--json", "json", is_flag=True, help="Print one JSON object."),
     ]
+    if output:
+        decorators.append(
+            option(
+                "--output",
+                "output",
+                type=click.Path(path_type=Path, dir_okay=False),
+                metavar="FILE",
+                help="Write the output to FILE instead, replacing it atomically; "
+                "on any error FILE is left as it was.",
+            )
+        )
 
     @click.pass_context
     def wrapper(ctx: click.Context, /, *args: Any, **kwargs: Any) -> Any:
@@ -289,7 +388,11 @@ def cli(ctx: click.Context, plan: Path | None) -> None:
 
 def emit_json(obj: object) -> None:
     """Print one JSON object on stdout."""
-    click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+    click.echo(_dumps(obj))
+
+
+def _dumps(obj: object) -> str:
+    return json.dumps(obj, indent=2, ensure_ascii=False)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

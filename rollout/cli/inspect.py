@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from rollout.cli import Options, common_options, emit_json
+from rollout.cli import Options, common_options, env_argument
 from rollout.names import stage_label as _label
 
 if TYPE_CHECKING:
@@ -30,9 +30,9 @@ def _table(rows: list[list[str]]) -> list[str]:
 
 
 @click.command("plan")
-@click.argument("env", required=False)
-@common_options
-def plan_command(opts: Options, env: str | None) -> None:
+@env_argument(required=False)
+@common_options(probes=False, output=True)
+def plan_command(opts: Options, env_name: str | None) -> None:
     """Print the ladder: each stage's headers and the gates to enter it.
 
     With ENV, each header is marked with the layer that owns it there (app or edge),
@@ -47,10 +47,10 @@ def plan_command(opts: Options, env: str | None) -> None:
     from rollout.names import CSP, CSP_RO, HSTS
 
     plan = opts.load_plan()
-    environment = opts.environment(plan, env) if env is not None else None
+    environment = opts.environment(plan, env_name) if env_name is not None else None
     stages = ladder.build(plan)
     if opts.json:
-        emit_json(_plan_json(plan, stages, environment))
+        opts.emit_json(_plan_json(plan, stages, environment))
         return
 
     def owner(name: str) -> str:
@@ -87,7 +87,7 @@ def plan_command(opts: Options, env: str | None) -> None:
         off = ladder.settings_for(plan, environment.name, None)
         sent = ", ".join(off.edge) or "nothing"
         lines.append(f"At stage off the app sends nothing and the edge sends: {sent}")
-    click.echo("\n".join(lines))
+    opts.emit("\n".join(lines) + "\n")
 
 
 def _env_summary(env: Environment) -> list[str]:
@@ -177,15 +177,22 @@ def _status(plan: Plan, name: str) -> dict[str, Any]:
         "next": None,
         "command": None,
     }
+    # The CSP reports gate ahead (docs/reports.md), with its figures.
+    csp = gates.csp_status(plan, env, current, since, now)
+    out["csp_reports"] = None if csp is None else csp.to_json()
     nxt = ladder.next_stage(stages, current.stage)
     if nxt is None:
         out["command"] = f"none: {name} is at the top of the ladder"
+        if ladder.policy_step(plan, env, current) is not None:  # a CSP step is still ahead
+            out["command"] = f"rollout advance {name}"
         return out
     here = ladder.stage_at(plan, current.stage)
     soak = gates.soak(env, here, since, now) if ladder.SOAK in nxt.gates else None
     waiting = [] if soak is None or soak.ok else ["soak"]
     if env.after is not None and not gates.after(plan, env, nxt).ok:
         waiting.append("after")
+    if csp is not None and not csp.ok and csp.figures:
+        waiting.append(ladder.CSP_REPORTS)
     out["next"] = {
         "stage": nxt.index,
         "name": nxt.name,
@@ -207,14 +214,16 @@ def _status(plan: Plan, name: str) -> dict[str, Any]:
             why.append(f"soak ({soak.reason})")
         if "after" in waiting:
             why.append(f"{env.after} to reach and verify stage {nxt.index}")
+        if ladder.CSP_REPORTS in waiting:
+            why.append(f"clean CSP reports (rollout reports {name})")
         out["command"] = f"wait for {' and '.join(why)}, then rollout advance {name}"
     return out
 
 
 @click.command("status")
-@click.argument("env", required=False)
-@common_options
-def status(opts: Options, env: str | None) -> None:
+@env_argument(required=False)
+@common_options(probes=False, output=True)
+def status(opts: Options, env_name: str | None) -> None:
     """Show each environment's stage, headers, last verify and when it may advance.
 
     Reads the settings and history files only; nothing is probed. In --json, "ok" says
@@ -226,15 +235,15 @@ def status(opts: Options, env: str | None) -> None:
       rollout status production --json
     """
     plan = opts.load_plan()
-    names = [plan.environment(env).name] if env is not None else list(plan.environments)
+    names = [plan.environment(env_name).name] if env_name is not None else list(plan.environments)
     reports = [_status(plan, name) for name in names]
     if opts.json:
-        if env is not None:
-            emit_json(reports[0])
+        if env_name is not None:
+            opts.emit_json(reports[0])
         else:
-            emit_json({"ok": all(r["ok"] for r in reports), "environments": reports})
+            opts.emit_json({"ok": all(r["ok"] for r in reports), "environments": reports})
         return
-    click.echo("\n\n".join("\n".join(_status_lines(r)) for r in reports))
+    opts.emit("\n\n".join("\n".join(_status_lines(r)) for r in reports) + "\n")
 
 
 def _status_lines(r: dict[str, Any]) -> list[str]:
@@ -269,6 +278,9 @@ def _status_lines(r: dict[str, Any]) -> list[str]:
         if last["insecure"]:
             mark = "! made without certificate checks, not counted"
         lines.append(f"  last verify: {mark} at stage {last['stage']}, {last['time']}")
+    csp = r.get("csp_reports")
+    if csp is not None:
+        lines.append(f"  csp-reports: {'✓' if csp['ok'] else '✗'} {_printable(csp['reason'])}")
     nxt = r["next"]
     if nxt is None:
         lines.append("  next: none, the top of the ladder")
@@ -280,9 +292,9 @@ def _status_lines(r: dict[str, Any]) -> list[str]:
 
 
 @click.command("history")
-@click.argument("env")
-@common_options
-def history(opts: Options, env: str) -> None:
+@env_argument()
+@common_options(probes=False, output=True)
+def history(opts: Options, env_name: str) -> None:
     """List ENV's transitions and verify results: when, who, from, to, why, verified.
 
     \b
@@ -293,20 +305,20 @@ def history(opts: Options, env: str) -> None:
     from rollout import history as log
 
     plan = opts.load_plan()
-    name = plan.environment(env).name
+    name = plan.environment(env_name).name
     records = log.read(plan, name)
     if opts.json:
-        emit_json({"environment": name, "ok": True, "history": [r.to_json() for r in records]})
+        opts.emit_json({"environment": name, "ok": True, "history": [r.to_json() for r in records]})
         return
     if not records:
-        click.echo(f"{name}: no history yet")
+        opts.emit(f"{name}: no history yet\n")
         return
     rows = [["time", "action", "from", "to", "verified", "user", "reason"]]
     for r in records:
         row = [r.time, r.action, str(_label(r.from_)), str(_label(r.to))]
         row += ["yes" if r.verified else "no", r.user, r.reason]
         rows.append([_printable(cell) for cell in row])
-    click.echo("\n".join(_table(rows)))
+    opts.emit("\n".join(_table(rows)) + "\n")
 
 
 def _printable(text: str) -> str:

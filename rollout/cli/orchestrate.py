@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from rollout.cli import STAGE, Options, Seconds, StageChoice, common_options, emit_json
+from rollout.cli import STAGE, Options, Seconds, StageChoice, common_options, env_argument
 
 if TYPE_CHECKING:
+    from rollout.cli.progress import Progress
     from rollout.orchestrate import Outcome
     from rollout.probe import ProbeOptions
 
@@ -22,25 +23,29 @@ def _probe_options(opts: Options) -> ProbeOptions:
     return ProbeOptions(timeout=opts.timeout, insecure=opts.insecure, deadline=300.0)
 
 
-def _say(opts: Options) -> Callable[[str], None]:
-    """Progress, one line per step as it starts; nothing in --json mode."""
+def _say(opts: Options, bar: Progress) -> Callable[[str], None]:
+    """One line per step as it starts (nothing in --json mode), and the step on the
+    progress line while it runs. With --output the steps go to stderr: the file gets the
+    result alone."""
 
     def say(text: str) -> None:
+        bar.clear()
         if not opts.json:
-            click.echo(f"→ {text}")
+            click.echo(f"→ {text}", err=opts.output is not None)
+        bar.update(text)
 
     return say
 
 
 @click.command("advance")
-@click.argument("env_name", metavar="ENV")
+@env_argument()
 @click.option("--dry-run", is_flag=True, help="Print the gates and the header diff; write nothing.")
 @click.option(
     "--force", is_flag=True, help="Skip soak, after and the live pre-check (needs --reason)."
 )
 @click.option("--reason", default="", help="Why; kept in the history.")
 @click.option("--settle", type=Seconds(0), default=15.0, help=SETTLE_HELP)
-@common_options
+@common_options(output=True)
 def advance(
     opts: Options, env_name: str, dry_run: bool, force: bool, reason: str, settle: float
 ) -> None:
@@ -61,6 +66,8 @@ def advance(
       rollout advance staging
       rollout advance production --force --reason "CHG-1234 approved"
     """
+    from rollout.cli.progress import Progress
+    from rollout.cli.progress import wanted as progress_wanted
     from rollout.errors import InputError
     from rollout.orchestrate import advance as run_advance
 
@@ -68,22 +75,23 @@ def advance(
         raise InputError("--force needs --reason TEXT: the history keeps why gates were skipped")
     plan = opts.load_plan()
     env = opts.environment(plan, env_name)
-    outcome = run_advance(
-        plan,
-        env,
-        options=_probe_options(opts),
-        dry_run=dry_run,
-        force=force,
-        reason=reason,
-        settle=settle,
-        lock_timeout=opts.lock_timeout,
-        say=_say(opts),
-    )
+    with Progress(f"advance {env.name}", enabled=progress_wanted(opts.json)) as bar:
+        outcome = run_advance(
+            plan,
+            env,
+            options=_probe_options(opts),
+            dry_run=dry_run,
+            force=force,
+            reason=reason,
+            settle=settle,
+            lock_timeout=opts.lock_timeout,
+            say=_say(opts, bar),
+        )
     _finish(opts, outcome)
 
 
 @click.command("revert")
-@click.argument("env_name", metavar="ENV")
+@env_argument()
 @click.option(
     "--to",
     "to",
@@ -101,7 +109,7 @@ def advance(
 )
 @click.option("--reason", default="", help="Why; kept in the history.")
 @click.option("--settle", type=Seconds(0), default=15.0, help=SETTLE_HELP)
-@common_options
+@common_options(output=True)
 def revert(
     opts: Options,
     env_name: str,
@@ -127,23 +135,26 @@ def revert(
       rollout revert staging --dry-run --json
     """
     from rollout import orchestrate
+    from rollout.cli.progress import Progress
+    from rollout.cli.progress import wanted as progress_wanted
     from rollout.names import stage_label
 
     plan = opts.load_plan()
     env = opts.environment(plan, env_name)
-    outcome = orchestrate.revert(
-        plan,
-        env,
-        options=_probe_options(opts),
-        to=orchestrate.LAST_VERIFIED if to is None else to.stage,
-        clear_hsts=clear_hsts,
-        dry_run=dry_run,
-        reason=reason,
-        settle=settle,
-        lock_timeout=opts.lock_timeout,
-        say=_say(opts),
-        preload_list=_preload_list,
-    )
+    with Progress(f"revert {env.name}", enabled=progress_wanted(opts.json)) as bar:
+        outcome = orchestrate.revert(
+            plan,
+            env,
+            options=_probe_options(opts),
+            to=orchestrate.LAST_VERIFIED if to is None else to.stage,
+            clear_hsts=clear_hsts,
+            dry_run=dry_run,
+            reason=reason,
+            settle=settle,
+            lock_timeout=opts.lock_timeout,
+            say=_say(opts, bar),
+            preload_list=_preload_list,
+        )
     if outcome.hsts_until and not clear_hsts:
         label = stage_label(outcome.to)
         outcome.notes.append(
@@ -176,16 +187,15 @@ def _preload_list(host: str) -> str:
 
 def _finish(opts: Options, outcome: Outcome) -> None:
     if opts.json:
-        emit_json(outcome.to_json())
+        opts.emit_json(outcome.to_json())
     else:
-        for line in _lines(outcome):
-            click.echo(line)
+        opts.emit("".join(f"{line}\n" for line in _lines(outcome)))
     if not outcome.ok:
         raise click.exceptions.Exit(1)
 
 
 def _lines(o: Outcome) -> list[str]:
-    from rollout.cli.verify import curl_command
+    from rollout.cli.verify import check_lines
 
     out: list[str] = []
     if o.gates:
@@ -206,17 +216,12 @@ def _lines(o: Outcome) -> list[str]:
     if o.dry_run and o.commands:
         out.append("commands:")
         out += [f"  {c}" for c in o.commands]
-    failed = [c for c in o.checks if c.failed]
-    if failed:
+    if any(c.failed for c in o.checks):
         out.append("failed checks:")
-        for check in failed:
-            subject = f"{check.header}: " if check.header else ""
-            got = " | ".join(check.actual) if check.actual else "nothing"
-            want = f"expected {check.expected}, got {got}: " if check.expected else ""
-            where = f"{check.probe} {check.url or o.environment}"
-            out.append(f"  ✗ {where}  {subject}{want}{check.message} [{check.id}]")
-            if check.url and o.report is not None:
-                out.append(f"      {curl_command(check.url, o.report.options)}")
+        options = o.report.options if o.report is not None else None
+        out += check_lines(
+            o.checks, o.environment, options, failed_only=True, probe=True, indent="  "
+        )
     out += [f"! {n}" for n in o.notes]
     mark = "✓" if o.ok else "✗"
     out.append(f"{mark} {o.message}")

@@ -5,24 +5,30 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+import time
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from rollout.cli import STAGE, Options, Seconds, StageChoice, common_options, emit_json
+from rollout.cli import STAGE, Options, Seconds, StageChoice, common_options, env_argument
 from rollout.errors import RolloutError
 from rollout.names import OFF
 
 if TYPE_CHECKING:
     from rollout.checks import Check
+    from rollout.plan import Environment
     from rollout.probe import ProbeOptions
+    from rollout.settings import StageSettings
     from rollout.verify import Report
 
 DEFAULT_DEADLINE = 300.0
 
 
 @click.command("verify")
-@click.argument("env_name", metavar="ENV")
+@env_argument()
 @click.option(
     "--stage", type=STAGE, default=None, help="Verify this stage instead of the current one."
 )
@@ -43,7 +49,13 @@ DEFAULT_DEADLINE = 300.0
 @click.option(
     "--subdomains", is_flag=True, help="Probe the subdomains even before includeSubDomains."
 )
-@common_options
+@click.option(
+    "--junit",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="Also write the report as JUnit XML (one test case per check) to FILE, atomically.",
+)
+@common_options(output=True)
 def verify(
     opts: Options,
     env_name: str,
@@ -51,6 +63,7 @@ def verify(
     concurrency: int,
     deadline: float,
     subdomains: bool,
+    junit: Path | None,
 ) -> None:
     """Prove a stage against the live servers: every page, a 404 and an http:// probe per
     origin, subdomains from includeSubDomains on. Exit 0 when every check holds, 1 when
@@ -59,16 +72,24 @@ def verify(
     \b
     Example:
       rollout verify staging
-      rollout verify production --stage 3 --json
+      rollout verify production --stage 3 --json --output verify.json
+      rollout verify staging --junit rollout-verify.xml
       rollout verify staging --connect-to staging.example.test:443:127.0.0.1:8443
     """
     from rollout import ladder, store
+    from rollout.cli import output
+    from rollout.cli.progress import Progress
+    from rollout.cli.progress import wanted as progress_wanted
     from rollout.orchestrate import record_verify
     from rollout.probe import ProbeOptions
     from rollout.verify import verify as run_verify
 
     plan = opts.load_plan()
     env = opts.environment(plan, env_name)
+    # A verify may take minutes: refuse a FILE it could not write before, not after.
+    for flag, path in (("--junit", junit), ("--output", opts.output)):
+        if path is not None:
+            output.check(path, flag=flag)
     options = ProbeOptions(
         timeout=opts.timeout,
         insecure=opts.insecure,
@@ -78,32 +99,44 @@ def verify(
     first = store.read_settings(plan, env.name)
     first_stage = None if first is None else first.stage
     recorded: RolloutError | None = None
-    if stage is not None and stage.stage != first_stage:
-        # Another stage than the current one: nothing to record, so no lock to take.
-        expected = ladder.settings_for(plan, env.name, stage.stage)
-        report = run_verify(env, expected, options=options, subdomains=subdomains)
-    else:
-        # The current stage: read, probe and record under the environment's lock, so a
-        # verify never judges (or records against) a stage a transition is replacing.
-        with store.lock(plan, env.name, timeout=opts.lock_timeout):
-            current = store.read_settings(plan, env.name)
-            current_stage = None if current is None else current.stage
-            if stage is None and current is not None:
-                expected = current  # what was rolled out, drift and all
-            else:
-                expected = ladder.settings_for(plan, env.name, current_stage)
+    started = time.monotonic()
+    with Progress(f"verify {env.name}", enabled=progress_wanted(opts.json)) as bar:
+        if stage is not None and stage.stage != first_stage:
+            # Another stage than the current one: nothing to record, so no lock to take.
+            expected = ladder.settings_for(plan, env.name, stage.stage)
+            bar.update(_probing(env, expected))
             report = run_verify(env, expected, options=options, subdomains=subdomains)
-            try:
-                record_verify(plan, env.name, current_stage, report)
-            except RolloutError as exc:
-                recorded = exc  # the report still prints: it is what the user came for
+        else:
+            # The current stage: read, probe and record under the environment's lock, so a
+            # verify never judges (or records against) a stage a transition is replacing.
+            bar.update(f"verify {env.name}: waiting for its lock")
+            with store.lock(plan, env.name, timeout=opts.lock_timeout):
+                current = store.read_settings(plan, env.name)
+                current_stage = None if current is None else current.stage
+                if stage is None and current is not None:
+                    expected = current  # what was rolled out, drift and all
+                else:
+                    expected = ladder.settings_for(plan, env.name, current_stage)
+                bar.update(_probing(env, expected))
+                report = run_verify(env, expected, options=options, subdomains=subdomains)
+                try:
+                    record_verify(plan, env.name, current_stage, report)
+                except RolloutError as exc:
+                    recorded = exc  # the report still prints: it is what the user came for
+    seconds = time.monotonic() - started
+    if junit is not None:
+        from rollout.junit import to_junit
+
+        text = to_junit(
+            report, seconds=seconds, reproduce=partial(curl_command, options=report.options)
+        )
+        output.replace(junit, text, flag="--junit")
     if opts.json:
-        emit_json(report.to_json())
+        opts.emit_json(report.to_json())
     else:
-        color = use_color()
+        color = use_color() and opts.output is None
         lines, summary = render(report, color=color)
-        for line in lines:
-            click.echo(line, color=color)
+        opts.emit("".join(f"{line}\n" for line in lines))
         click.echo(summary, err=True, color=color)
     if recorded is not None:
         click.echo(f"rollout: {recorded}", err=True)
@@ -113,32 +146,90 @@ def verify(
         raise click.exceptions.Exit(1)
 
 
+def _probing(env: Environment, expected: StageSettings) -> str:
+    from rollout.verify import origin_url
+
+    pages, origins = len(env.urls), len({origin_url(u) for u in env.urls})
+    return (
+        f"verify {env.name} stage {expected.label}: probing {pages} "
+        f"page{'s' * (pages != 1)} and {origins} origin{'s' * (origins != 1)}"
+    )
+
+
 def use_color() -> bool:
     """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
 def render(report: Report, *, color: bool = False) -> tuple[list[str], str]:
-    """The report as `curl -sI | grep`-like lines, and a one-line summary."""
+    """The report as `curl -sI | grep`-like lines grouped by URL, and a one-line summary."""
+    from rollout.explain import by_response
+
     tail = "  (insecure: certificates not checked)" if report.insecure else ""
-    lines: list[str] = []
-    for check in report.checks:
-        mark, tint = ("✓", "green") if check.ok else ("!", "yellow")
-        if check.failed:
-            mark, tint = "✗", "red"
-        text = f"{mark} {check.url or report.environment}  {_subject(check)}{tail}"
-        lines.append(click.style(text, fg=tint) if color else text)
-        if check.failed and check.url:
-            lines.append(f"    {curl_command(check.url, report.options)}")
+    lines = check_lines(report.checks, report.environment, report.options, color=color, tail=tail)
     failed, warned = len(report.failures), len(report.warnings)
     passed = len(report.checks) - failed - warned
+    unjudged = sum(len(r.unjudged) for r in by_response(report.checks))
     stage = OFF if report.stage is None else f"stage {report.stage}"
     verdict = "verified" if report.ok else "FAILED"
+    of_them = f" ({unjudged} of them not judged)" if unjudged else ""
     summary = (
-        f"{report.environment} {stage}: {verdict}: {passed} passed, {failed} failed, "
+        f"{report.environment} {stage}: {verdict}: {passed} passed, {failed} failed{of_them}, "
         f"{warned} warnings{tail}"
     )
     return lines, summary
+
+
+def check_lines(
+    checks: Sequence[Check],
+    environment: str,
+    options: ProbeOptions | None,
+    *,
+    color: bool = False,
+    tail: str = "",
+    failed_only: bool = False,
+    probe: bool = False,
+    indent: str = "",
+) -> list[str]:
+    """One line per check, grouped by probe and URL with the status or connection first.
+
+    Under a failed check or a warning, its fix; under a URL's first failure, the curl
+    command that shows the same response by hand. Header checks a 5xx answer left
+    unjudged fold into one line after it (--json still lists each).
+    """
+    from rollout.explain import by_response, fix_for
+
+    def styled(text: str, tint: str) -> str:
+        return click.style(text, fg=tint) if color else text
+
+    lines: list[str] = []
+    for response in by_response(checks):
+        where = response.url or environment
+        if probe:
+            where = f"{response.probe} {where}"
+        curl_shown = False
+        for check in response.shown:
+            if failed_only and not check.failed:
+                continue
+            mark, tint = ("✓", "green") if check.ok else ("!", "yellow")
+            if check.failed:
+                mark, tint = "✗", "red"
+            lines.append(styled(f"{indent}{mark} {where}  {_subject(check)}{tail}", tint))
+            fix = None if check.ok else fix_for(check, environment)
+            if fix is not None:
+                lines.append(f"{indent}    fix: {fix}")
+            if check.failed and check.url and options is not None and not curl_shown:
+                lines.append(f"{indent}    {curl_command(check.url, options)}")
+                curl_shown = True
+            if check is response.cause and response.unjudged:
+                names = ", ".join(dict.fromkeys(c.header or "" for c in response.unjudged))
+                count = len(response.unjudged)
+                text = (
+                    f"{indent}- {where}  {count} header check{'s' * (count != 1)} not judged: "
+                    f"{response.why} ({names}){tail}"
+                )
+                lines.append(styled(text, "yellow"))
+    return lines
 
 
 def _subject(check: Check) -> str:
