@@ -62,15 +62,18 @@ def score(statuses: dict[str, str], prefix: str) -> tuple[int, int, list[str]]:
 def run(folder: Path, pattern: str, minutes: float, children: int) -> bool:
     """mutmut run on the mutants matching pattern; False if it ran out of time."""
     try:
-        subprocess.run(
+        done = subprocess.run(
             [str(MUTMUT), "run", "--max-children", str(children), pattern],
             cwd=folder,
-            stdout=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
             timeout=minutes * 60,
-            check=True,
         )
     except subprocess.TimeoutExpired:
         return False
+    if done.returncode != 0:
+        # mutmut says why (a failing test in the clean run, say) at the end of its output.
+        sys.exit(f"mutmut run {pattern} failed:\n{(done.stdout + done.stderr)[-3000:]}")
     return True
 
 

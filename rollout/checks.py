@@ -9,6 +9,7 @@ that was looked at.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -184,8 +185,9 @@ class Check:
         """How to fix the finding, in one line; meant to be shown under a failed check."""
         return FINDINGS[self.id].fix
 
-    def to_json(self) -> dict[str, object]:
-        """DESIGN.md's check object; see docs/verify.md for the keys added to it."""
+    def to_json(self, environment: str | None = None) -> dict[str, object]:
+        """DESIGN.md's check object; see docs/verify.md for the keys added to it. With the
+        environment's name, the fix names it where the catalogue says ENV."""
         out: dict[str, object] = {
             "probe": self.probe,
             "url": self.url,
@@ -201,7 +203,8 @@ class Check:
         if self.status is not None:
             out["status"], out["location"] = self.status, self.location
         if not self.ok:
-            out["title"], out["fix"] = self.title, self.fix
+            fix = self.fix if environment is None else re.sub(r"\bENV\b", environment, self.fix)
+            out["title"], out["fix"] = self.title, fix
         return out
 
 

@@ -81,7 +81,7 @@ class Report:
             # Not in DESIGN.md's object: without certificate checks a pass proves less,
             # and a script reading only the JSON must be able to tell.
             "insecure": self.insecure,
-            "checks": [c.to_json() for c in self.checks],
+            "checks": [c.to_json(self.environment) for c in self.checks],
         }
 
 

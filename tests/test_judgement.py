@@ -91,14 +91,14 @@ SPELLINGS = [
     (
         CSP_RO,
         3,
-        f"frame-ancestors 'NONE'; report-uri {REPORT_URI}; base-uri 'Self';"
+        f"frame-ancestors 'NONE'; report-uri {REPORT_URI}; base-uri 'Self'; report-to rollout-csp;"
         " object-src 'none' 'none';  default-src 'self'",
     ),
     (
         CSP,
         4,
         "DEFAULT-SRC 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'; "
-        "report-uri https://CSP.example.test:443/r",
+        "Report-To rollout-csp; report-uri https://CSP.example.test:443/r",
     ),
     ("permissions-policy", 3, "microphone=(), camera=(),   geolocation=()"),
     ("permissions-policy", 3, "geolocation=(), camera=(), microphone=(), camera=()"),

@@ -401,7 +401,7 @@ def test_json_passed_checks_have_no_severity_and_failed_ones_a_fix(site: Site) -
     (bad,) = [c for c in checks if c["header"] == "x-frame-options" and not c["ok"]]
     assert (bad["severity"], bad["id"]) == ("error", "header.E003")
     assert bad["title"] == "a header's value differs from the stage's value"
-    assert bad["fix"] == "send exactly the stage's value; `rollout render ENV` prints it"
+    assert bad["fix"] == "send exactly the stage's value; `rollout render staging` prints it"
     (http,) = [c for c in checks if c["probe"] == "http"]
     assert (http["status"], http["location"], http["actual"]) == (200, None, ["200"])
     assert http["expected"] == f"301, 302, 303, 307 or 308 to https://{WWW}/..."
