@@ -170,3 +170,28 @@ def test_edge_csp_drift_is_named_at_a_stage_and_left_at_off(
         "edge.x-content-type-options: the value is invalid: X-Content-Type-Options "
         "'sniff' is not nosniff: send nosniff"
     ]
+
+
+def test_the_next_policy_beside_the_enforcing_one(write_plan: Callable[..., Path]) -> None:
+    """Once CSP enforces, the plan's next policy goes report-only beside it, app or edge:
+    accepted, and no drift; before that both modes at once are refused."""
+    text = PLAN.replace(
+        "[policy]\n", "[policy]\ncontent-security-policy-next = \"default-src 'none'\"\n"
+    ).replace(
+        'edge = ["strict-transport-security", "x-content-type-options"]',
+        'edge = ["content-security-policy"]',
+    )
+    plan = load_plan(write_plan(text))
+    for env, table in (("staging", "app"), ("production", "edge")):
+        at4 = ladder.settings_for(plan, env, 4)
+        owned = at4.app if table == "app" else at4.edge
+        assert {CSP, CSP_RO} <= set(owned)
+        assert accepted(plan, at4) == at4 and stagefile.drift(plan, at4) == []
+    at4 = ladder.settings_for(plan, "production", 4)
+    swapped = {CSP: at4.edge[CSP_RO], CSP_RO: at4.edge[CSP]}
+    assert stagefile.drift(plan, StageSettings("production", 4, at4.name, at4.app, swapped)) == [
+        "edge.content-security-policy: default-src lacks 'self'; default-src has 'none', which "
+        "the plan does not; object-src is missing, the plan wants object-src 'none'",
+        "edge.content-security-policy-report-only: default-src lacks 'none'; default-src has "
+        "'self', which the plan does not; object-src 'none' is not in the plan's policy",
+    ]

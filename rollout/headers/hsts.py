@@ -26,10 +26,12 @@ def _to_int(digits: str) -> int:
 
 
 def _to_text(number: int) -> str:
-    if number < 10**_CHUNK:
-        return str(number)
+    pieces: list[str] = []
     high, low = divmod(number, 10**_CHUNK)
-    return _to_text(high) + str(low).zfill(_CHUNK)
+    while high:
+        pieces.append(str(low).zfill(_CHUNK))
+        high, low = divmod(high, 10**_CHUNK)
+    return str(low) + "".join(reversed(pieces))
 
 
 def show(max_age: int) -> str:

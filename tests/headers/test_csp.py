@@ -369,3 +369,10 @@ def test_normalise_keeps_nonces_and_schemeless_hosts_as_browsers_read_them() -> 
         "script-src 'nonce-AbC' a.example:443"
     )
     assert not csp.equal("script-src 'nonce-ab'", "script-src 'nonce-cb'")
+
+
+def test_with_report_uri_and_a_group_replaces_report_to_too() -> None:
+    """With a Reporting API group, report-to is replaced too; without one it is kept."""
+    text = "default-src 'self'; REPORT-TO old; Report-Uri /old"
+    assert csp.with_report_uri(text, "/r", "g") == "default-src 'self'; report-uri /r; report-to g"
+    assert csp.with_report_uri(text, "/r") == "default-src 'self'; REPORT-TO old; report-uri /r"

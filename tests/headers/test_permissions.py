@@ -270,6 +270,8 @@ def test_strict_parse_accepts_self_star_and_quoted_origins() -> None:
         ("self", "*"),
         ('"https://a.example"', '"https://b.example:8443"'),
     ]
+    # The shortest origin the pattern takes: one-letter scheme and host, quotes not part of it.
+    assert permissions.parse('camera=("h://a")', strict=True).features[0].allowlist == ('"h://a"',)
 
 
 def test_strict_parse_fix_for_none_in_any_case() -> None:
