@@ -28,7 +28,6 @@ _KEYWORDS = frozenset(
 )
 # Their values are names chosen by the site, so case matters.
 _CASE_SENSITIVE = frozenset({"report-to", "trusted-types"})
-_WS = " \t\n\x0c\r"
 _HASHES = ("'sha256-", "'sha384-", "'sha512-")
 _BASE64URL = str.maketrans("-_", "+/")
 
@@ -67,8 +66,9 @@ def _parse_policy(text: str, start: int, strict: bool) -> Policy:
     pieces = text.split(";")
     offset = start
     for number, piece in enumerate(pieces):
-        token, piece_start = piece.strip(_WS), offset
-        where = offset + len(piece) - len(piece.lstrip(_WS)) + 1
+        # clean() lets no whitespace through but spaces and tabs: strip() takes those.
+        token, piece_start = piece.strip(), offset
+        where = offset + len(piece) - len(piece.lstrip()) + 1
         offset += len(piece) + 1
         if not token:
             if strict and number == len(pieces) - 1:
@@ -121,7 +121,7 @@ def parse(value: str, *, strict: bool = False) -> CSP:
     offset = 0
     parts = text.split(",")
     for number, part in enumerate(parts):
-        if strict and not part.strip(_WS):
+        if strict and not part.strip():
             if number == len(parts) - 1:
                 raise HeaderValueError(f"trailing ',' at character {offset}: remove it")
             raise HeaderValueError(

@@ -126,8 +126,7 @@ def parse(value: str) -> HSTS:
     """Parse a Strict-Transport-Security value; raise HeaderValueError if browsers would not."""
     text = clean(value)
     seen: set[str] = set()
-    max_age: int | None = None
-    quoted = False
+    max_age: tuple[int, bool] | None = None  # the value, and whether it was quoted
     flags = {"includesubdomains": False, "preload": False}
     extensions: list[tuple[str, str | None]] = []
     for name, raw in _directives(text):
@@ -148,7 +147,7 @@ def parse(value: str) -> HSTS:
                     f"max-age={raw} is not a whole number of seconds: use digits only, "
                     "like max-age=86400"
                 )
-            max_age, quoted = _to_int(digits), raw.startswith('"')
+            max_age = _to_int(digits), raw.startswith('"')
         elif key in flags:
             if raw is not None:
                 raise HeaderValueError(
@@ -161,7 +160,8 @@ def parse(value: str) -> HSTS:
         raise HeaderValueError(
             "max-age is missing and browsers require it: add max-age=SECONDS, like max-age=300"
         )
-    return HSTS(max_age, flags["includesubdomains"], flags["preload"], tuple(extensions), quoted)
+    age, quoted = max_age
+    return HSTS(age, flags["includesubdomains"], flags["preload"], tuple(extensions), quoted)
 
 
 def serialise(h: HSTS) -> str:

@@ -143,7 +143,7 @@ def parse(value: str, *, strict: bool = False) -> PermissionsPolicy:
 
     text = clean(value)
     try:
-        dictionary = parse_sf(text.encode("ascii"), tltype="dictionary")
+        dictionary = parse_sf(text.encode(), tltype="dictionary")  # clean(): ASCII only
     except StructuredFieldError as why:
         raise _syntax_error(text, why) from None
     assert isinstance(dictionary, dict)

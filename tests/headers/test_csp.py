@@ -376,3 +376,25 @@ def test_with_report_uri_and_a_group_replaces_report_to_too() -> None:
     text = "default-src 'self'; REPORT-TO old; Report-Uri /old"
     assert csp.with_report_uri(text, "/r", "g") == "default-src 'self'; report-uri /r; report-to g"
     assert csp.with_report_uri(text, "/r") == "default-src 'self'; REPORT-TO old; report-uri /r"
+
+
+@pytest.mark.parametrize(
+    ("value", "name"),
+    [
+        ("base-uri self", "base-uri"),
+        ("form-action none", "form-action"),
+        ("frame-ancestors self", "frame-ancestors"),
+    ],
+)
+def test_source_lists_beyond_src_refuse_bare_keywords(value: str, name: str) -> None:
+    """base-uri, form-action and frame-ancestors are source lists: bare keywords are hosts."""
+    with pytest.raises(HeaderValueError) as caught:
+        csp.parse(value, strict=True)
+    assert str(caught.value).startswith(f"{value}: without quotes this names a host")
+
+
+def test_other_directives_take_bare_words() -> None:
+    """Outside source lists a bare word is just a value: a report-to group may be self."""
+    assert csp.parse("default-src 'self'; report-to self", strict=True).policies[0].get(
+        "report-to"
+    ) == csp.Directive("report-to", ("self",))
