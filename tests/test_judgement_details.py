@@ -15,6 +15,9 @@ from tests.judge_support import REPORT_URI, WWW, Site, findings, not_passed, pla
 from tests.servers import Reply, redirect
 
 
+FIX_E003 = "send exactly the stage's value; `rollout render ENV` prints it"
+
+
 @pytest.fixture
 def site() -> Iterator[Site]:
     """The loopback site, serving nothing until a test calls `serve`."""
@@ -402,6 +405,10 @@ def test_json_passed_checks_have_no_severity_and_failed_ones_a_fix(site: Site) -
     assert (bad["severity"], bad["id"]) == ("error", "header.E003")
     assert bad["title"] == "a header's value differs from the stage's value"
     assert bad["fix"] == "send exactly the stage's value; `rollout render staging` prints it"
+    # Without an environment (transition outcomes list checks too), the catalogue's ENV stays.
+    report = run(site.env(), expected)
+    (failed,) = [c for c in report.checks if c.header == "x-frame-options" and not c.ok]
+    assert failed.to_json()["fix"] == failed.fix == FIX_E003
     (http,) = [c for c in checks if c["probe"] == "http"]
     assert (http["status"], http["location"], http["actual"]) == (200, None, ["200"])
     assert http["expected"] == f"301, 302, 303, 307 or 308 to https://{WWW}/..."
@@ -457,3 +464,17 @@ def test_a_redirect_with_two_locations_is_none(site: Site) -> None:
     )
     (bad,) = not_passed(run(site.env(), expected))
     assert bad.message == "answers 301 without a redirect to https (2 Location headers)"
+
+
+def test_csp_mode_alone_judges_the_mode_and_nothing_else() -> None:
+    """checks.csp_mode (the pytest plugin's app-only check): the CSP mode, no stray finding."""
+    from rollout.checks import csp_mode
+    from rollout.probe import Result
+
+    sent = (("Content-Security-Policy", "default-src 'self'"), (HSTS, "max-age=60"))
+    result = Result(f"https://{WWW}/", 200, "1.1", sent)
+    report_only = {CSP_RO: "default-src 'self'"}
+    (mode,) = csp_mode("page", result, report_only)
+    assert (mode.id, mode.header, mode.ok) == ("csp.E001", CSP, False)
+    assert csp_mode("page", result, {CSP: "default-src 'self'"}) == []
+    assert csp_mode("page", result, {}) == []
