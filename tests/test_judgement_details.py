@@ -14,7 +14,6 @@ from rollout.settings import StageSettings
 from tests.judge_support import REPORT_URI, WWW, Site, findings, not_passed, plan, run, start_site
 from tests.servers import Reply, redirect
 
-
 FIX_E003 = "send exactly the stage's value; `rollout render ENV` prints it"
 
 
