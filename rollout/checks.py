@@ -358,7 +358,7 @@ def unwanted(
 
 def csp_mode(probe: Probe, result: Result, expected: Mapping[str, str]) -> list[Check]:
     """The CSP mode alone (csp.E001, csp.E002): what a check of the app's part can judge."""
-    return unwanted(probe, result, expected, names=(CSP, CSP_RO), stray=False)
+    return unwanted(probe, result, expected, stray=False)
 
 
 def _stray(name: str, sent: list[str]) -> str:

@@ -474,6 +474,6 @@ def test_csp_mode_alone_judges_the_mode_and_nothing_else() -> None:
     result = Result(f"https://{WWW}/", 200, "1.1", sent)
     report_only = {CSP_RO: "default-src 'self'"}
     (mode,) = csp_mode("page", result, report_only)
-    assert (mode.id, mode.header, mode.ok) == ("csp.E001", CSP, False)
+    assert (mode.id, mode.probe, mode.header, mode.ok) == ("csp.E001", "page", CSP, False)
     assert csp_mode("page", result, {CSP: "default-src 'self'"}) == []
     assert csp_mode("page", result, {}) == []

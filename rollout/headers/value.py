@@ -38,9 +38,9 @@ def check_value(value: str) -> str:
         # A CR or LF would let a value smuggle in a second header (response splitting).
         how = (
             "header values are a single line; remove it"
-            if char in "\r\n"
+            if char == "\r" or char == "\n"
             else "write it as visible ASCII, e.g. percent-encode it in URLs"
-            if ord(char) > 0x7F
+            if ord(char) >= 0x80
             else "remove it"
         )
         raise HeaderValueError(f"the value has {describe(char)} at character {index + 1}: {how}")

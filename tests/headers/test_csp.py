@@ -398,3 +398,10 @@ def test_other_directives_take_bare_words() -> None:
     assert csp.parse("default-src 'self'; report-to self", strict=True).policies[0].get(
         "report-to"
     ) == csp.Directive("report-to", ("self",))
+
+
+def test_strict_positions_count_across_every_policy() -> None:
+    """A mistake in a third policy is placed by characters from the start of the value."""
+    with pytest.raises(HeaderValueError) as caught:
+        csp.parse("default-src 'self', img-src *, script-src a;; x", strict=True)
+    assert str(caught.value) == "empty directive before the ';' at character 45: remove that ';'"

@@ -135,3 +135,19 @@ def test_list_members_split_on_commas_outside_quotes(text: str, members: list[st
 def test_describe_names_the_character(char: str, shown: str) -> None:
     """Messages name a character the way a user can find it."""
     assert describe(char) == shown
+
+
+@pytest.mark.parametrize(
+    ("value", "how"),
+    [
+        ("a\x80", "write it as visible ASCII, e.g. percent-encode it in URLs"),
+        ("a\x7f", "remove it"),
+        ("a\rb", "header values are a single line; remove it"),
+        ("a\nb", "header values are a single line; remove it"),
+    ],
+)
+def test_each_refused_character_says_what_to_do(value: str, how: str) -> None:
+    """Non-ASCII is to be encoded, a line break joined, any other control removed."""
+    with pytest.raises(HeaderValueError) as caught:
+        check_value(value)
+    assert str(caught.value).endswith(f"at character 2: {how}")
