@@ -6,7 +6,6 @@ Loopback only (the stdlib-based RawServer with trustme TLS), so it runs in the f
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from rollout.checks import FINDINGS
 from rollout.probe import ConnectTo, ProbeOptions
 from rollout.settings import StageSettings
 from rollout.verify import Report, verify
+from tests.judge_support import API, WWW, Env, Site
 from tests.servers import (
     RawServer,
     Reply,
@@ -24,8 +24,6 @@ from tests.servers import (
     tls_material,
 )
 
-WWW = "www.example.test"
-API = "api.example.test"
 REPORT_ONLY = "default-src 'self'; object-src 'none'; report-uri https://csp.example.test/r"
 APP = {
     "strict-transport-security": "max-age=86400",
@@ -37,41 +35,6 @@ APP = {
 EDGE = {"x-content-type-options": "nosniff"}
 STAGE3 = StageSettings("staging", 3, "hsts-1d", APP, EDGE)
 GOOD = [(name.title(), value) for name, value in {**APP, **EDGE}.items()]
-
-
-@dataclass
-class Env:
-    """The part of a plan environment verify reads."""
-
-    name: str
-    urls: Sequence[str]
-    subdomains: Sequence[str] = ()
-    connect_to: Sequence[ConnectTo] = ()
-    resolve: Sequence[object] = ()
-    cacert: Path | None = field(default_factory=lambda: tls_material().ca_path)
-
-
-@dataclass
-class Site:
-    """www and api over https and http on loopback, reached through connect-to."""
-
-    https: RawServer
-    http: RawServer
-    api_https: RawServer
-    api_http: RawServer
-
-    def env(self, *paths: str, subdomains: Sequence[str] = ()) -> Env:
-        routes = (
-            ConnectTo(WWW, 443, "127.0.0.1", self.https.port),
-            ConnectTo(WWW, 80, "127.0.0.1", self.http.port),
-            ConnectTo(API, 443, "127.0.0.1", self.api_https.port),
-            ConnectTo(API, 80, "127.0.0.1", self.api_http.port),
-        )
-        urls = [f"https://{WWW}{p}" for p in paths or ("/",)]
-        return Env("staging", urls, subdomains, routes)
-
-    def page(self, headers: Sequence[tuple[str, str]], path: str = "/") -> None:
-        self.https.routes[path] = Reply(headers=headers)
 
 
 @pytest.fixture
