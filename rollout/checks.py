@@ -185,6 +185,10 @@ class Check:
         """How to fix the finding, in one line; meant to be shown under a failed check."""
         return FINDINGS[self.id].fix
 
+    def fix_for(self, environment: str | None) -> str:
+        """The fix with the environment's name where the catalogue says ENV."""
+        return self.fix if environment is None else re.sub(r"\bENV\b", environment, self.fix)
+
     def to_json(self, environment: str | None = None) -> dict[str, object]:
         """DESIGN.md's check object; see docs/verify.md for the keys added to it. With the
         environment's name, the fix names it where the catalogue says ENV."""
@@ -203,8 +207,7 @@ class Check:
         if self.status is not None:
             out["status"], out["location"] = self.status, self.location
         if not self.ok:
-            fix = self.fix if environment is None else re.sub(r"\bENV\b", environment, self.fix)
-            out["title"], out["fix"] = self.title, fix
+            out["title"], out["fix"] = self.title, self.fix_for(environment)
         return out
 
 

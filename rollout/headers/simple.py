@@ -75,7 +75,9 @@ def parse_frame_options(value: str, *, strict: bool = False) -> FrameOptions:
                 "ALLOW-FROM is obsolete and browsers ignore it: use DENY or SAMEORIGIN, and "
                 "CSP frame-ancestors to allow other origins"
             )
-        parts = text.split(None, 1)
+        # The origin comes from the one distinct element, not the whole (maybe joined) line.
+        member = next(m for m in list_members(text) if m.upper() == mode)
+        parts = member.split(None, 1)
         return FrameOptions("ALLOW-FROM", parts[1] if len(parts) > 1 else None)
     if mode not in _FRAME_MODES:
         raise HeaderValueError(f"X-Frame-Options {text!r} is not DENY or SAMEORIGIN")
