@@ -1,6 +1,6 @@
 """Mutation testing in bounded time (docs/mutation.md): mutmut, one module at a time.
 
-    .venv/bin/python .ci/mutation.py checks stagefile headers watch
+    .venv/bin/python .ci/mutation.py checks stagefile headers watch admission
     .venv/bin/python .ci/mutation.py --smoke
 
 Each module runs under its own time limit (--minutes, default 40) with the `[tool.mutmut]`
@@ -29,6 +29,7 @@ MODULES = {
     "stagefile": "rollout.stagefile.*",
     "headers": "rollout.headers.*",
     "watch": "rollout.middleware.watch.*",
+    "admission": "rollout.middleware.admission.*",
 }
 # mutmut's statuses: killed and timeout count as caught; survived and "no tests" (a
 # mutant that no test even runs) as missed. Skipped ones (a module without tests to run,

@@ -38,7 +38,7 @@ INCOMPLETE = (
 )
 # A table header line: `[edge]`, `[ "edge" ]`, with an optional comment. Values are one
 # line each (settings.loads refuses a line break), so no value can look like one.
-_TABLE = re.compile(r"""\s*\[\s*(?P<name>[A-Za-z0-9_-]+|"[^"]*"|'[^']*')\s*\]\s*(?:#.*)?""")
+_TABLE = re.compile(r"""\s*\[\s*(?P<q>["']?)(?P<name>[A-Za-z0-9_-]+)(?P=q)\s*\]\s*(?:#.*)?""")
 _UNITS = "".join(unit for unit, _ in UNITS)
 _STAGE_NAME = re.compile(r"hsts-(?P<count>[0-9]{1,12})(?P<unit>[" + _UNITS + "])")
 _UNIT = dict(UNITS)
@@ -53,7 +53,7 @@ def admit(data: bytes, source: str) -> StageSettings:
         raise SettingsError(f"{source}: empty (being rewritten in place, or cut short)")
     # Whole first: a file cut short fails wherever the cut fell (mid-string, before the
     # stage line, ...), a different message each time; what happened is one thing.
-    if not data.endswith(b"\n") or _last_table(data) != "edge":
+    if not data.endswith(b"\n") or not _ends_with_edge(data):
         raise SettingsError(f"{source}: {INCOMPLETE}")
     settings = loads(data, source=source)
     try:
@@ -63,15 +63,14 @@ def admit(data: bytes, source: str) -> StageSettings:
     return settings
 
 
-def _last_table(data: bytes) -> str | None:
-    """The name of the last `[table]` line; read before decoding, for any bytes."""
-    last = None
-    for raw in data.splitlines():
-        line = raw.decode("utf-8", "replace")
+def _ends_with_edge(data: bytes) -> bool:
+    """Whether the last `[table]` line is `[edge]`; read before decoding, for any bytes."""
+    for raw in reversed(data.splitlines()):
+        line = raw.decode(errors="replace")
         if line.lstrip().startswith("["):
             m = _TABLE.fullmatch(line)
-            last = m.group("name").strip("\"'") if m else line
-    return last
+            return m is not None and m["name"] == "edge"
+    return False
 
 
 def check(settings: StageSettings) -> None:
@@ -135,7 +134,8 @@ def _check_hsts(settings: StageSettings) -> None:
     app: Mapping[str, str] = settings.app
     at = _at(settings)
     if settings.stage is None:
-        extra = sorted(n for n in app if not (n == HSTS and _cleared(app[n])))
+        # check() validated every value first, so this parses.
+        extra = sorted(n for n in app if not (n == HSTS and hsts.parse(app[n]).max_age == 0))
         if extra:
             raise SettingsError(
                 f"app.{extra[0]}: stage off sends no app-owned headers (only max-age=0)"
@@ -165,13 +165,6 @@ def _check_hsts(settings: StageSettings) -> None:
         raise SettingsError(
             f"app.{HSTS}: {value!r} has preload, which only the preload stage sends"
         )
-
-
-def _cleared(value: str) -> bool:
-    try:
-        return hsts.parse(value).max_age == 0
-    except HeaderValueError:
-        return False
 
 
 def _at(settings: StageSettings) -> str:

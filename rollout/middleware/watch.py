@@ -30,7 +30,7 @@ logger = logging.getLogger("rollout.middleware")
 _HSTS_BYTES = HSTS.encode()
 
 Header = tuple[bytes, bytes]
-FileKey = tuple[int, int, int, int] | None  # (mtime_ns, ctime_ns, size, inode); None: absent
+FileKey = tuple[int, int, int, int] | None  # (mtime_ns, ctime_ns, size, inode); None: no version
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +81,6 @@ def _csp_mode(app: dict[str, str]) -> bool | None:
 
 
 OFF = Snapshot.build(None)
-_UNSTATABLE: FileKey = (-1, -1, -1, -1)
 # A file changed this recently may still be changing within the same timestamp tick (an
 # in-place rewrite of the same length): read it once more when it is this old.
 RACY_NS = 1_000_000_000
@@ -100,7 +99,7 @@ class SettingsWatcher:
         except OSError:  # the working folder was deleted: nothing to resolve against
             cwd = ""
         # Absolute once, at start-up: a later chdir (a daemon, a test) changes nothing.
-        self.path = Path(os.path.normpath(os.path.join(cwd, given)) if cwd else given)
+        self.path = Path(os.path.normpath(os.path.join(cwd, given)))
         self.interval = interval
         self._lock = threading.Lock()
         self._key: FileKey = None
@@ -108,7 +107,7 @@ class SettingsWatcher:
         self._recheck_ns: int | None = None  # wall-clock ns after which to read once more
         self._logged: dict[str, float] = {}  # error line -> monotonic time logged
         self.snapshot: Snapshot = OFF
-        self.next_check = 0.0
+        self.next_check: float  # monotonic time of the next stat, set by refresh()
         self.refresh()
         if self.snapshot.settings is None and not os.path.lexists(self.path):
             relative = "" if os.path.isabs(given) else f" ({given!r} from {cwd or '?'})"
@@ -139,13 +138,15 @@ class SettingsWatcher:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
+            # Nothing stat'ed is no version to remember (None): each check tries again,
+            # and the same error line comes back only after REPEAT_AFTER.
             if os.path.lexists(self.path):  # a symlink to nothing is no deletion
-                self._fail(_UNSTATABLE, f"{self.path}: is a symlink to a missing file")
+                self._fail(None, f"{self.path}: is a symlink to a missing file")
             else:
                 self._gone()
             return
         except Exception as exc:  # OSError (a symlink loop...), or ValueError for a NUL
-            self._fail(_UNSTATABLE, f"{self.path}: cannot stat: {_reason(exc)}")
+            self._fail(None, f"{self.path}: cannot stat: {_reason(exc)}")
             return
         key = _key(st)
         if (key == self._key or key == self._bad_key) and not self._recheck_due():
@@ -168,11 +169,10 @@ class SettingsWatcher:
             settings = admission.admit(data, source=str(self.path))
             self._same_environment(settings)
             snapshot = Snapshot.build(settings)
-        except FileNotFoundError:
-            self.next_check = 0.0  # replaced between stat and open: look again next request
-            return
-        except NotRegularFile:
-            self._fail(key, f"{self.path}: is not a regular file")
+        except (FileNotFoundError, NotRegularFile):
+            # Deleted or replaced by something else between the stat and the open: the
+            # next request looks again, and judges whatever is there by then.
+            self.next_check = time.monotonic()
             return
         except OSError as exc:  # unreadable (permissions), an I/O error
             self._fail(key, f"{self.path}: cannot read: {_reason(exc)}")

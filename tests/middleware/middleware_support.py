@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
+import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -86,6 +89,84 @@ def headers_of(middleware: SecurityHeaders) -> dict[bytes, bytes]:
     pairs = [(n.lower(), v) for n, v in start["headers"]]
     assert all(b"\n" not in v and b"\r" not in v for _, v in pairs)  # never an injection
     return dict(pairs)
+
+
+def replace_with_fifo(path: Path) -> None:
+    """Replace path atomically with a FIFO, as `mkfifo` and `mv` over a deployed file would."""
+    tmp = path.with_suffix(".fifo")
+    os.mkfifo(tmp)
+    os.replace(tmp, path)
+
+
+class Clock:
+    """The watcher's clocks (`time.monotonic`, `time.time_ns`), moved by the test alone."""
+
+    def __init__(self) -> None:
+        self.now = 0.0  # monotonic seconds
+        self.wall = time.time_ns()  # wall-clock ns, which file timestamps are compared with
+
+    def monotonic(self) -> float:
+        """Monotonic seconds."""
+        return self.now
+
+    def time_ns(self) -> int:
+        """Wall-clock nanoseconds."""
+        return self.wall
+
+    def advance(self, seconds: float) -> None:
+        """Let this much time pass, on both clocks."""
+        self.now += seconds
+        self.wall += round(seconds * 1e9)
+
+
+# linux/capability.h: the calling thread's capabilities, version 3 (two 32-bit words).
+_CAPABILITY_VERSION_3 = 0x20080522
+_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def _drop_file_permission_bypass() -> None:
+    """As root, stop this thread (only) from reading files whatever their mode, as a
+    service user cannot: capabilities belong to a thread, so the test's others keep theirs."""
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = _CapHeader(_CAPABILITY_VERSION_3, 0), (_CapData * 2)()
+    if libc.capget(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capget failed")
+    data[0].effective &= ~((1 << _CAP_DAC_OVERRIDE) | (1 << _CAP_DAC_READ_SEARCH))
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
+
+
+def unprivileged(call: Callable[[], Any]) -> Any:
+    """call() run in a thread for which file permissions hold (root's bypass dropped)."""
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            _drop_file_permission_bypass()
+            out.append(call())
+        except BaseException as exc:  # handed to the caller
+            out.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if isinstance(out[0], BaseException):
+        raise out[0]
+    return out[0]
 
 
 def records(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:

@@ -11,9 +11,10 @@ import pytest
 import tomli_w
 from hypothesis import given
 from hypothesis import strategies as st
-from middleware_support import APP, headers_of, records, write_stage_file
+from middleware_support import APP, Clock, headers_of, records, write_stage_file
 from middleware_support import page_app as _app
 
+import rollout.middleware.watch as watch
 from rollout import ladder, settings, store
 from rollout.durations import format_duration
 from rollout.errors import SettingsError
@@ -72,7 +73,11 @@ def test_no_cut_of_a_written_file_serves_fewer_app_headers(ladder_keys: str) -> 
 
 AT0 = 'environment = "staging"\nstage = 0\nname = "hsts-30s"\n\n[app]\n'
 AT0_HSTS = AT0 + '"strict-transport-security" = "max-age=30"\n'
-# (file text, what the one-line reason says)
+OFF_HEAD = 'environment = "s"\nstage = "off"\nname = "off"\n[app]\n'
+# Whole, but not UTF-8 (in the last line, which the wholeness check reads too).
+NOT_UTF8 = AT0_HSTS.encode() + b'[edge]\n"x-content-type-options" = "nosniff\xff"\n'
+# (file text, the one-line reason after the file's name: all of it, or where it goes on in
+# the header grammar's own words (tests/headers), the part up to ": ")
 REFUSED = {
     # The issue as found: a file cut after its [app] line.
     "cut-after-app": (AT0, INCOMPLETE),
@@ -83,6 +88,10 @@ REFUSED = {
         '"strict-transport-security" = "max-age=30"\n',
         INCOMPLETE,
     ),
+    "no-table-at-all": ('environment = "s"\nstage = "off"\nname = "off"\n', INCOMPLETE),
+    "array-of-tables-last": (OFF_HEAD + "[edge]\n[[edge]]\n", INCOMPLETE),
+    "mismatched-quotes": (OFF_HEAD + "[\"edge']\n", INCOMPLETE),
+    "not-utf8": (NOT_UTF8, f"not UTF-8 (byte {NOT_UTF8.index(0xFF) + 1}): invalid start byte"),
     "empty": ("", "empty (being rewritten in place, or cut short)"),
     # The issue as found: preload at stage 0, and an invalid X-Frame-Options.
     "preload-at-0": (
@@ -98,16 +107,18 @@ REFUSED = {
     "preload-at-a-hsts-stage": (
         'environment = "s"\nstage = 6\nname = "hsts-1y"\n[app]\n'
         '"strict-transport-security" = "max-age=31536000; includeSubDomains; preload"\n[edge]\n',
-        "has preload, which only the preload stage sends",
+        "app.strict-transport-security: 'max-age=31536000; includeSubDomains; preload' has "
+        "preload, which only the preload stage sends",
     ),
     "preload-stage-without-preload": (
         'environment = "s"\nstage = 7\nname = "preload"\n[app]\n'
         '"strict-transport-security" = "max-age=31536000; includeSubDomains"\n[edge]\n',
-        "but stage 7 (preload) sends max-age of at least 31536000, includeSubDomains and preload",
+        "app.strict-transport-security: 'max-age=31536000; includeSubDomains', but stage 7 "
+        "(preload) sends max-age of at least 31536000, includeSubDomains and preload",
     ),
     "preload-named-stage-0": (
         'environment = "s"\nstage = 0\nname = "preload"\n[app]\n[edge]\n',
-        "stage: 0, but the preload stage comes after the top of a ramp",
+        "stage: 0, but the preload stage comes after the top of a ramp, never first",
     ),
     "off-named-stage": (
         'environment = "s"\nstage = "off"\nname = "hsts-30s"\n[app]\n[edge]\n',
@@ -119,26 +130,32 @@ REFUSED = {
     ),
     "unknown-name": (
         'environment = "s"\nstage = 2\nname = "hsts-3600s"\n[app]\n[edge]\n',
-        "name: 'hsts-3600s' is no stage name a ladder gives",
+        "name: 'hsts-3600s' is no stage name a ladder gives (hsts-30s, hsts-1d, ..., preload)",
     ),
     "hsts-name-past-any-ramp": (
         'environment = "s"\nstage = 64\nname = "hsts-30s"\n'
         '[app]\n"strict-transport-security" = "max-age=30"\n[edge]\n',
-        "stage: 64, but a ramp has at most 64 max-ages",
+        "stage: 64, but a ramp has at most 64 max-ages, so 'hsts-30s' is at most stage 63",
     ),
     "no-hsts-at-a-stage": (
         AT0 + '"x-frame-options" = "DENY"\n[edge]\n"x-content-type-options" = "nosniff"\n',
-        "app.strict-transport-security: missing; stage 0 (hsts-30s) sends HSTS",
+        "app.strict-transport-security: missing; stage 0 (hsts-30s) sends HSTS, from the app or "
+        "the edge",
     ),
     "app-header-at-off": (
         'environment = "s"\nstage = "off"\nname = "off"\n[app]\n"x-frame-options" = "DENY"\n'
         "[edge]\n",
         "app.x-frame-options: stage off sends no app-owned headers (only max-age=0)",
     ),
+    "hsts-at-off": (
+        OFF_HEAD + '"strict-transport-security" = "max-age=300"\n[edge]\n',
+        "app.strict-transport-security: stage off sends no app-owned headers (only max-age=0)",
+    ),
     "csp-by-two-owners": (
         AT0_HSTS + '"content-security-policy-report-only" = "default-src \'self\'"\n'
         '[edge]\n"content-security-policy" = "default-src \'self\'"\n',
-        "edge.content-security-policy: also app.content-security-policy-report-only",
+        "edge.content-security-policy: also app.content-security-policy-report-only; CSP is "
+        "sent by one owner",
     ),
     "csp-trailing-semicolon": (
         AT0_HSTS + '"content-security-policy-report-only" = "default-src \'self\';"\n[edge]\n',
@@ -164,14 +181,18 @@ REFUSED = {
 
 
 @pytest.mark.parametrize("case", REFUSED.values(), ids=REFUSED.keys())
-def test_refused(case: tuple[str, str]) -> None:
+def test_refused(case: tuple[str | bytes, str]) -> None:
     """Each file is refused with one line naming the file and, where there is one, the key."""
     text, reason = case
+    data = text.encode() if isinstance(text, str) else text
     with pytest.raises(SettingsError) as caught:
-        admit(text.encode(), "stages/staging.toml")
+        admit(data, "stages/staging.toml")
     message = str(caught.value)
-    assert message.startswith("stages/staging.toml: ") and "\n" not in message
-    assert reason in message
+    assert "\n" not in message
+    if reason.endswith(": "):
+        assert message.startswith(f"stages/staging.toml: {reason}")
+    else:
+        assert message == f"stages/staging.toml: {reason}"
 
 
 ACCEPTED = {
@@ -181,6 +202,11 @@ ACCEPTED = {
     "edge-owned-hsts-any-value": AT0 + '[edge]\n"strict-transport-security" = "max-age=300"\n',
     "quoted-max-age-and-case": AT0 + '"strict-transport-security" = "Max-Age=\\"30\\""\n[edge]\n',
     "hand-spaced-table": AT0_HSTS + "[ edge ]  # the proxy's\n",
+    "indented-table": AT0_HSTS + "  [edge]\n",
+    "double-quoted-table": AT0_HSTS + '["edge"]\n',
+    "single-quoted-table": AT0_HSTS + "[ 'edge' ]\n",
+    "last-stage-a-ramp-may-have": 'environment = "s"\nstage = 63\nname = "hsts-30s"\n[app]\n'
+    '"strict-transport-security" = "max-age=30"\n[edge]\n',
     # An enforcing stage with the plan's next policy sent report-only beside it.
     "enforcing-with-next-policy": AT0_HSTS + '"content-security-policy" = "default-src \'self\'"\n'
     '"content-security-policy-report-only" = "default-src \'none\'"\n[edge]\n',
@@ -252,8 +278,11 @@ def test_another_environments_file_is_refused(
     stage_file.write_text(text)
     with caplog.at_level(logging.ERROR, logger="rollout.middleware"):
         assert headers_of(middleware)[b"strict-transport-security"] == b"max-age=300"
-    [error] = records(caplog, logging.ERROR)
-    assert "environment: 'prod', but this process serves 'staging'" in error
+    assert records(caplog, logging.ERROR) == [
+        f"{stage_file}: environment: 'prod', but this process serves 'staging': another "
+        "environment's file (a wrong copy or symlink?); restart the app to switch environments; "
+        "keeping the last good settings"
+    ]
 
 
 def test_symlinks(stage_file: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -296,16 +325,13 @@ def test_the_same_error_is_logged_once_across_versions(
 
 
 def test_a_version_read_while_fresh_is_read_once_more(
-    stage_file: Path, monkeypatch: pytest.MonkeyPatch
+    stage_file: Path, monkeypatch: pytest.MonkeyPatch, clock: Clock
 ) -> None:
     """Where timestamps did not move (one tick, a coarse filesystem), a file read within a
     second of its change is read once more after that second, so a same-size rewrite in
     place is never missed."""
-    import rollout.middleware.watch as watch
-
     monkeypatch.setattr(watch, "_key", lambda st: (1, 1, 1, 1))  # every version looks alike
-    now = [stage_file.stat().st_mtime_ns]
-    monkeypatch.setattr(watch.time, "time_ns", lambda: now[0])
+    clock.wall = stage_file.stat().st_mtime_ns
     middleware = SecurityHeaders(_app, stage_file, check_interval=0)
     text = stage_file.read_text()
     swapped = text.replace("default-src 'self'", "default-src 'none'")
@@ -314,7 +340,7 @@ def test_a_version_read_while_fresh_is_read_once_more(
         f.write(swapped)
     csp = b"content-security-policy-report-only"
     assert headers_of(middleware)[csp] == b"default-src 'self'; report-uri /csp"
-    now[0] += watch.RACY_NS
+    clock.wall += watch.RACY_NS
     assert headers_of(middleware)[csp] == b"default-src 'none'; report-uri /csp"
 
 
