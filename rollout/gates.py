@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from rollout import history, ladder, store
 from rollout.durations import describe, format_duration
@@ -20,7 +21,11 @@ from rollout.history import HistoryRecord
 from rollout.ladder import AFTER, PRELOAD, SOAK, SUBDOMAINS, VERIFIED, Stage
 from rollout.names import HSTS
 from rollout.plan import Environment, Plan
-from rollout.verify import Report
+
+if TYPE_CHECKING:
+    # Annotations only: `rollout status` judges soak and after without loading the
+    # prober (aiohttp builds its TLS contexts at import, ~100 ms).
+    from rollout.verify import Report
 
 FORCEABLE = frozenset({VERIFIED, SOAK, AFTER})
 
