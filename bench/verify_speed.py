@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import secrets
 import shlex
@@ -43,6 +44,7 @@ from harness import (
 HOST = "bench.example.test"
 STAGE = 3  # hsts-1d: HSTS, report-only CSP and the four others
 CONCURRENCY = 32  # rollout verify's default
+FLOOR = "aiohttp loop, concurrency 32 (Python floor)"
 
 PLAN_HEAD = """\
 [policy]
@@ -140,6 +142,13 @@ class Site:
             + f"connect-to = {_toml_list(connect)}\n"
             + 'cacert = "ca.pem"\n'
         )
+        # The environment is at the stage nginx sends: verify checks the current stage,
+        # takes the lock and records the result, as a user's `rollout verify ENV` does.
+        from rollout import ladder, store
+        from rollout.plan import load_plan
+
+        loaded = load_plan(plan)
+        store.write_settings(loaded, ladder.settings_for(loaded, "bench", STAGE))
         return plan
 
     def direct_urls(self, *, public_names: bool = False) -> Path:
@@ -206,11 +215,11 @@ def contenders(
     loop.write_text(CURL_LOOP)
     out: dict[str, tuple[list[str], dict[str, str], Callable[..., str | None]]] = {
         "rollout verify (CLI process)": (
-            [rollout, "--plan", str(plan), "verify", "bench", "--stage", str(STAGE)],
+            [rollout, "--plan", str(plan), "verify", "bench"],
             {},
             exit0,
         ),
-        "aiohttp loop, concurrency 32 (Python floor)": (
+        FLOOR: (
             [
                 sys.executable,
                 str(BENCH / "aiohttp_floor.py"),
@@ -265,7 +274,33 @@ def contenders(
     return out
 
 
-def one_origin(tmp: Path, pages: int, reps: int, slow_reps: int) -> Table:
+def phases(plan: Path, tmp: Path, runs: int, floor: list[float], pages: int) -> Table:
+    """The verify process again, `runs` times, with a clock at each phase (verify_phases.py)."""
+    samples: dict[str, list[float]] = {}
+    totals = []
+    for _ in range(runs):
+        argv = [sys.executable, str(BENCH / "verify_phases.py"), "--plan", str(plan)]
+        elapsed, _, done = timed_run([*argv, "verify", "bench"], cwd=tmp)
+        if done.returncode != 0:
+            raise SystemExit(f"verify_phases.py: exit {done.returncode}: {done.stderr[-300:]!r}")
+        measured = json.loads(done.stderr.decode().strip().splitlines()[-1])
+        for name, ms in measured.items():
+            samples.setdefault(name, []).append(ms)
+        totals.append(elapsed * 1000 - sum(measured.values()))
+    rows = [Row("interpreter start-up, site and GNU time (to the first import)", totals)]
+    rows += [Row(name, values) for name, values in samples.items()]
+    rows.append(Row(FLOOR + ", whole process", [f * 1000 for f in floor]))
+    return Table(
+        key="verify-phases",
+        title=f"Where a `rollout verify` process spends its time ({pages:,} pages)",
+        unit="ms",
+        baselines=[FLOOR + ", whole process"],
+        command=f"bench/verify_phases.py: the same CLI run with a clock at each phase, {runs} runs",
+        rows=rows,
+    )
+
+
+def one_origin(tmp: Path, pages: int, reps: int, slow_reps: int) -> list[Table]:
     site = Site(tmp, pages, hosts=1)
     runs = contenders(site)
     samples: dict[str, list[float]] = {}
@@ -301,7 +336,7 @@ def one_origin(tmp: Path, pages: int, reps: int, slow_reps: int) -> Table:
         key="verify-one-origin",
         title=f"verify: {pages:,} pages + the origin's 404 and http:// probes, whole processes",
         unit="s wall",
-        baselines=["aiohttp loop, concurrency 32 (Python floor)", "rollout verify (CLI process)"],
+        baselines=[FLOOR, "rollout verify (CLI process)"],
         command=f"each contender as its own process, {reps} rounds "
         f"({slow_reps} for the curl loop); {pages + 2:,} requests each, concurrency "
         f"{CONCURRENCY} where the tool has one",
@@ -311,9 +346,7 @@ def one_origin(tmp: Path, pages: int, reps: int, slow_reps: int) -> Table:
     for row in table.rows:
         if row.name in rss:
             row.extra["peak RSS (MiB)"] = f"{rss[row.name] / 1024:.0f}"
-    floor = table.ratio(
-        "rollout verify (CLI process)", "aiohttp loop, concurrency 32 (Python floor)"
-    )
+    floor = table.ratio("rollout verify (CLI process)", FLOOR)
     table.goals.append(
         Goal("rollout verify ≤ 1.3× the aiohttp floor", f"{floor:.2f}×", floor <= 1.3)
     )
@@ -323,7 +356,11 @@ def one_origin(tmp: Path, pages: int, reps: int, slow_reps: int) -> Table:
             "rollout verify ≥ 30× faster than the curl loop", f"{faster:.1f}× faster", faster >= 30
         )
     )
-    return table
+    with started(site.nginx_argv, site.port, stderr=subprocess.DEVNULL):
+        where = phases(
+            site.tmp / "plan.toml", tmp, max(1, min(reps, 3)), table.row(FLOOR).values, pages
+        )
+    return [table, where]
 
 
 def many_origins(tmp: Path, pages: int, hosts: int, reps: int) -> Table:
@@ -333,9 +370,9 @@ def many_origins(tmp: Path, pages: int, hosts: int, reps: int) -> Table:
     rollout = venv_bin("rollout") or "rollout"
     argv = {
         "rollout verify (CLI process)": [
-            rollout, "--plan", str(plan), "verify", "bench", "--stage", str(STAGE),
+            rollout, "--plan", str(plan), "verify", "bench",
         ],
-        "aiohttp loop, concurrency 32 (Python floor)": [
+        FLOOR: [
             sys.executable, str(BENCH / "aiohttp_floor.py"), str(urls), "--cafile",
             str(site.ca), "--concurrency", str(CONCURRENCY), "--to", "127.0.0.1",
         ],
@@ -359,7 +396,7 @@ def many_origins(tmp: Path, pages: int, hosts: int, reps: int) -> Table:
         key="verify-many-origins",
         title=f"verify at scale: {pages:,} URLs over {hosts} host names through connect-to",
         unit="s wall",
-        baselines=["aiohttp loop, concurrency 32 (Python floor)"],
+        baselines=[FLOOR],
         command=f"{requests:,} requests ({hosts} 404 and {hosts} http:// probes), "
         f"{len(site.names()) * 2} connect-to entries, {reps} rounds",
         rows=[Row(name, values) for name, values in samples.items()],
@@ -389,7 +426,7 @@ def run(quick: bool, reps: int | None = None) -> list[Table]:
         many.mkdir()
         a = one_origin(one, 20 if quick else 1000, reps, 1 if quick else 2)
         b = many_origins(many, 200 if quick else 10_000, 4 if quick else 100, 1 if quick else 3)
-    return [a, b]
+    return [*a, b]
 
 
 def main() -> None:
