@@ -20,11 +20,12 @@ from rollout.headers import hsts as hsts_grammar
 from rollout.history import HistoryRecord
 from rollout.ladder import AFTER, PRELOAD, SOAK, SUBDOMAINS, VERIFIED, Stage
 from rollout.names import HSTS
-from rollout.plan import Environment, Plan
 
 if TYPE_CHECKING:
-    # Annotations only: `rollout status` judges soak and after without loading the
-    # prober (aiohttp builds its TLS contexts at import, ~100 ms).
+    # Annotations only: `rollout status` judges soak and after without loading pydantic
+    # (it reads a cached, validated plan) or the prober (aiohttp builds TLS contexts at
+    # import, ~100 ms).
+    from rollout.plan import Environment, Plan
     from rollout.verify import Report
 
 FORCEABLE = frozenset({VERIFIED, SOAK, AFTER})
