@@ -34,8 +34,9 @@ CLICK = "python -c 'import click'"
 HELP = "rollout --help"
 STDLIB = "python -c 'import pathlib, dataclasses, tomllib, json, datetime'"
 PLAN_MODELS = "python -c 'import rollout.plan' (pydantic models)"
-STATUS = "rollout status (text, both environments)"
-STATUS_JSON = "rollout status staging --json"
+STATUS = "rollout status (plan remembered: no pydantic, no click)"
+STATUS_FULL = "rollout status, plan not remembered (validates it: pydantic, click)"
+STATUS_JSON = "rollout status staging --json (plan remembered)"
 REVERT = "rollout revert staging (end to end, live confirm)"
 ADVANCE = "rollout advance staging (end to end, two live verifies)"
 
@@ -78,10 +79,12 @@ def status_plan(tmp: Path) -> Path:
     return folder / "plan.toml"
 
 
-def process(argv: list[str], check: bool = True) -> Callable[[], float]:
+def process(
+    argv: list[str], check: bool = True, env: dict[str, str] | None = None
+) -> Callable[[], float]:
     def run() -> float:
         start = time.perf_counter()
-        done = subprocess.run(argv, capture_output=True, check=False)
+        done = subprocess.run(argv, capture_output=True, check=False, env=env)
         elapsed = time.perf_counter() - start
         if check and done.returncode != 0:
             raise SystemExit(f"{argv}: exit {done.returncode}: {done.stderr.decode()[-400:]}")
@@ -100,6 +103,11 @@ def startup(python: str, plan: Path, reps: int) -> Table:
         PLAN_MODELS: process([python, "-c", "import rollout.plan"]),
         HELP: process([*rollout, "--help"]),
         STATUS: process([*rollout, "--plan", str(plan), "status"]),
+        # A relative XDG_CACHE_HOME is invalid (XDG spec): nothing is recalled or kept.
+        STATUS_FULL: process(
+            [*rollout, "--plan", str(plan), "status"],
+            env=os.environ | {"XDG_CACHE_HOME": "not-absolute"},
+        ),
         STATUS_JSON: process([*rollout, "--plan", str(plan), "status", "staging", "--json"]),
     }
     samples = rounds(runs, reps)
@@ -119,8 +127,9 @@ def startup(python: str, plan: Path, reps: int) -> Table:
         Goal("`rollout --help` ≤ 1.5× `import click`", f"{help_ratio:.2f}×", help_ratio <= 1.5),
         Goal(
             "`rollout status` ≤ 3× `python -c pass`",
-            f"{status_ratio:.2f}× (`import click` alone is {click_ratio:.2f}×, the stdlib a "
-            f"Python status needs {stdlib_ratio:.2f}×)",
+            f"{status_ratio:.2f}× ({table.ratio(STATUS_FULL, PASS):.2f}× when it validates the "
+            f"plan; `import click` alone is {click_ratio:.2f}×, the stdlib a Python status "
+            f"needs {stdlib_ratio:.2f}×)",
             status_ratio <= 3,
         ),
     ]
@@ -184,6 +193,8 @@ def run(quick: bool, reps: int | None = None) -> list[Table]:
         env = os.environ.copy()
         try:
             os.environ.pop("ROLLOUT_PLAN", None)
+            # `rollout status` remembers validated plans: here, not in the user's cache.
+            os.environ["XDG_CACHE_HOME"] = str(tmp / "cache")
             a = startup(python, plan, reps or (3 if quick else 21))
             b = revert(python, tmp, 1 if quick else (reps or 5))
         finally:
