@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from rollout import checks, headers
 from rollout.checks import Check, Probe
-from rollout.probe import ProbeOptions, Prober, Result
+from rollout.probe import ProbeOptions, Prober, Result, run
 from rollout.verify import EnvironmentLike, not_found_path, origin_url, probe_options
 
 
@@ -46,12 +46,12 @@ async def _fetch(
 def capture(env: EnvironmentLike, options: ProbeOptions) -> Capture:
     """Fetch every probe URL once, now."""
     urls = probe_urls(env)
-    return Capture(urls, asyncio.run(_fetch(env, [u for _, u in urls], options)))
+    return Capture(urls, run(_fetch(env, [u for _, u in urls], options), options))
 
 
 def again(env: EnvironmentLike, before: Capture, options: ProbeOptions) -> Capture:
     """Fetch the same URLs as `before` once more."""
-    return Capture(before.urls, asyncio.run(_fetch(env, [u for _, u in before.urls], options)))
+    return Capture(before.urls, run(_fetch(env, [u for _, u in before.urls], options), options))
 
 
 def edge_survived(before: Capture, after: Capture, names: Collection[str]) -> list[Check]:

@@ -8,8 +8,8 @@ preload requirements are never skipped, because what they protect cannot be undo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -18,8 +18,9 @@ from rollout.durations import describe, format_duration
 from rollout.errors import HeaderValueError
 from rollout.headers import hsts as hsts_grammar
 from rollout.history import HistoryRecord
-from rollout.ladder import AFTER, PRELOAD, SOAK, SUBDOMAINS, VERIFIED, Stage
-from rollout.names import HSTS
+from rollout.ladder import AFTER, CSP_REPORTS, PRELOAD, SOAK, SUBDOMAINS, VERIFIED, Stage
+from rollout.names import CSP, CSP_RO, HSTS
+from rollout.settings import StageSettings
 
 if TYPE_CHECKING:
     # Annotations only: `rollout status` judges soak and after without loading pydantic
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from rollout.plan import Environment, Plan
     from rollout.verify import Report
 
-FORCEABLE = frozenset({VERIFIED, SOAK, AFTER})
+FORCEABLE = frozenset({VERIFIED, SOAK, AFTER, CSP_REPORTS})
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Gate:
     reason: str
     skipped: bool = False  # passed only because --force skipped it
     ends_at: datetime | None = None  # soak: when it is over
+    figures: Mapping[str, object] = field(default_factory=dict)  # csp-reports: the counts
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"name": self.name, "ok": self.ok, "reason": self.reason}
@@ -47,7 +49,7 @@ class Gate:
             out["skipped"] = True
         if self.ends_at is not None:
             out["ends_at"] = history.format_time(self.ends_at)
-        return out
+        return {**out, **self.figures}
 
 
 def verified(report: Report) -> Gate:
@@ -66,10 +68,20 @@ def verified(report: Report) -> Gate:
     return Gate(VERIFIED, False, " ".join(why.split()))
 
 
-def soak(env: Environment, here: Stage | None, since: datetime | None, now: datetime) -> Gate:
-    """The environment has been at its current stage at least its soak time."""
+def soak(
+    env: Environment,
+    here: Stage | None,
+    since: datetime | None,
+    now: datetime,
+    *,
+    policy: bool = False,
+) -> Gate:
+    """The environment has been at its current stage at least its soak time (policy: its
+    report-only policy at least csp-soak, where the plan sets it)."""
     needed = ladder.soak_seconds(here, env)
     what = "the stage's max-age" if env.soak is None else "the plan's soak"
+    if policy and env.csp_soak is not None:
+        needed, what = env.csp_soak, "the plan's csp-soak"
     if since is None:
         return Gate(SOAK, False, "no record of when the current stage began")
     ends = since + timedelta(seconds=needed)
@@ -151,6 +163,110 @@ def preload(target: Stage, report: Report) -> Gate:
     )
 
 
+def csp_reports(
+    plan: Plan,
+    env: Environment,
+    current: StageSettings,
+    enforce: str,
+    since: datetime | None,
+    now: datetime,
+) -> Gate:
+    """The policy about to enforce ran report-only through the soak, drew at most
+    csp-violations distinct violations, and was seen: page views, or reports."""
+    from rollout.reports import summary
+    from rollout.reports.fingerprint import policy_ids
+    from rollout.reports.parse import url_origin
+    from rollout.reports.store import StoreError, open_store
+
+    budget = env.csp_violations or 0
+    live = current.headers().get(CSP_RO)
+    if live is None or policy_ids(live) != policy_ids(enforce):
+        return Gate(
+            CSP_REPORTS,
+            False,
+            "the policy to enforce has not been sent report-only at this stage, so no "
+            "report can speak for it yet",
+        )
+    if since is None:
+        return Gate(CSP_REPORTS, False, "no record of when the report-only policy went live")
+    where = summary.location(plan.folder, env.name, env.reports_store)
+    origins = [url_origin(url) for url in env.urls]
+    try:
+        store = open_store(where, create=False)
+        try:
+            seen = summary.read(store, env.name, CSP_RO, live, since, origins)
+        finally:
+            store.close()
+    except StoreError as exc:
+        return Gate(CSP_REPORTS, False, str(exc))
+    distinct, views, reports = len(seen.violations), seen.page_views, seen.reports
+    least = env.csp_min_page_views
+    figures: dict[str, object] = {
+        "violations": distinct,
+        "budget": budget,
+        "reports": reports,
+        "page_views": views,
+        "min_page_views": least,
+        "noise": len(seen.noise),
+        "since": history.format_time(since),
+    }
+    window = f"since {history.format_time(since)}"
+    if distinct > budget:
+        first = seen.violations[0]
+        why = (
+            f"{summary.counted(distinct, 'distinct violation')} of the report-only policy "
+            f"{window} (csp-violations"
+            f" = {budget}), most frequent: {first.directive} {first.blocked} on "
+            f"{first.document or '?'}; see rollout reports {env.name}"
+        )
+        return Gate(CSP_REPORTS, False, summary.printable(why), figures=figures)
+    if least is not None and views < least:
+        why = (
+            f"{summary.counted(views, 'page view')} {window}, csp-min-page-views = {least}: "
+            "too few visits for silence to count as clean"
+        )
+        return Gate(CSP_REPORTS, False, why, figures=figures)
+    if least is None and views + reports == 0:
+        why = (
+            f"no page view and no report {window}: nobody may have visited, and no data "
+            "is not a pass"
+        )
+        return Gate(CSP_REPORTS, False, why, figures=figures)
+    why = (
+        f"{summary.counted(distinct, 'distinct violation')} (csp-violations = {budget}), "
+        f"{summary.counted(views, 'page view')}, {summary.counted(reports, 'report')} {window}"
+    )
+    return Gate(CSP_REPORTS, True, why, figures=figures)
+
+
+def csp_status(
+    plan: Plan, env: Environment, current: StageSettings, since: datetime | None, now: datetime
+) -> Gate | None:
+    """The csp-reports gate as it stands for the next advance (or for the staged next
+    policy, once enforcing); None when no step ahead is gated by CSP reports."""
+    if env.csp_violations is None or current.stage is None:
+        return None
+    step = ladder.policy_step(plan, env, current)
+    if step is not None and step[0] == ladder.STAGE_POLICY:
+        return Gate(
+            CSP_REPORTS,
+            False,
+            "the plan's CSP is not live yet: the next advance sends it report-only, and "
+            "its reports count from then",
+        )
+    if step is not None:
+        enforce = step[1].headers().get(CSP)
+    elif CSP in current.headers():
+        enforce = current.headers().get(CSP_RO)  # the staged next policy, if any
+    else:
+        climb = ladder.next_stage(ladder.build(plan), current.stage)
+        gated = climb is not None and CSP_REPORTS in ladder.gates_for(climb, env)
+        enforce = ladder.headers_for(plan, climb).get(CSP) if gated else None
+    if enforce is None:
+        return None
+    return csp_reports(plan, env, current, enforce, since, now)
+
+
 def entered_at(
     records: Sequence[HistoryRecord], stage: int | None, updated: str
 ) -> datetime | None:
@@ -168,14 +284,28 @@ def evaluate(
     now: datetime,
     *,
     force: bool = False,
+    current: StageSettings | None = None,
+    new: StageSettings | None = None,
+    names: Sequence[str] | None = None,
 ) -> list[Gate]:
-    """Every gate to enter `target` from `here`, in the order `rollout plan` lists them."""
+    """Every gate to enter `target` from `here`, in the order `rollout plan` lists them.
+
+    `names` replaces the ladder's gates (a policy step at the current stage); `current`
+    and `new` are the stage files before and after, which the csp-reports gate compares.
+    """
     found: list[Gate] = []
-    for name in ladder.gates_for(target, env):
+    policy_step = names is not None
+    for name in ladder.gates_for(target, env) if names is None else names:
         if name == VERIFIED:
             gate = verified(report)
         elif name == SOAK:
-            gate = soak(env, here, since, now)
+            gate = soak(env, here, since, now, policy=policy_step)
+        elif name == CSP_REPORTS:
+            enforce = new.headers().get(CSP) if new is not None else None
+            if current is None or enforce is None:  # pragma: no cover - orchestrate passes both
+                gate = Gate(CSP_REPORTS, False, "no policy to judge")
+            else:
+                gate = csp_reports(plan, env, current, enforce, since, now)
         elif name == AFTER:
             gate = after(plan, env, target)
         elif name == SUBDOMAINS:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from rollout.durations import format_duration
 from rollout.errors import PlanError
-from rollout.names import CSP, CSP_FAMILY, CSP_RO, HSTS, OFF
+from rollout.names import CSP, CSP_FAMILY, CSP_RO, HSTS, OFF, REPORTING_ENDPOINTS
 from rollout.names import Stage as StageRef
 from rollout.settings import StageSettings
 
@@ -22,10 +22,12 @@ SOAK = "soak"
 AFTER = "after"
 SUBDOMAINS = "subdomains"
 PRELOAD = "preload"
+CSP_REPORTS = "csp-reports"
 GATE_TEXT = {
     VERIFIED: "verified",
     SOAK: "soak",
     AFTER: "after",
+    CSP_REPORTS: "CSP reports",
     SUBDOMAINS: "subdomain checks",
     PRELOAD: "preload requirements",
 }
@@ -42,6 +44,7 @@ class Stage:
     preload: bool
     csp_enforcing: bool
     gates: tuple[str, ...]
+    csp_starts: bool = False  # the first enforcing stage: entering it turns CSP enforcing
 
     @property
     def hsts(self) -> str:
@@ -76,6 +79,9 @@ def build(plan: Plan) -> list[Stage]:
                 preload=False,
                 csp_enforcing=enforce_from is not None and age >= enforce_from,
                 gates=(*gates, SUBDOMAINS) if subs else gates,
+                csp_starts=enforce_from is not None
+                and age >= enforce_from
+                and (i == 0 or ladder.hsts[i - 1] < enforce_from),
             )
         )
     if ladder.preload:
@@ -94,11 +100,19 @@ def build(plan: Plan) -> list[Stage]:
     return stages
 
 
+# The Reporting API endpoint name (Reporting-Endpoints) that CSP's report-to points at.
+REPORT_TO = "rollout-csp"
+
+
 def gates_for(stage: Stage, env: Environment) -> tuple[str, ...]:
-    """The gates to enter stage in env: the stage's own, plus `after` where env sets it."""
-    if env.after is None:
+    """The gates to enter stage in env: the stage's own, plus `after` where env sets it and
+    the CSP reports gate on the step that makes CSP enforcing where env sets csp-violations."""
+    extra: tuple[str, ...] = (AFTER,) if env.after is not None else ()
+    if env.csp_violations is not None and stage.csp_starts:
+        extra += (CSP_REPORTS,)
+    if not extra:
         return stage.gates
-    return (*stage.gates[:2], AFTER, *stage.gates[2:])
+    return (*stage.gates[:2], *extra, *stage.gates[2:])
 
 
 def stage_at(plan: Plan, index: StageRef) -> Stage | None:
@@ -132,10 +146,15 @@ def headers_for(plan: Plan, stage: Stage | None) -> dict[str, str]:
     if stage is None:
         return policy
     out = {HSTS: stage.hsts}
+    uri = plan.policy.csp_report_uri
     if csp is not None:
-        if plan.policy.csp_report_uri:
-            csp = _with_report_uri(csp, plan.policy.csp_report_uri)
-        out[CSP if stage.csp_enforcing else CSP_RO] = csp
+        out[CSP if stage.csp_enforcing else CSP_RO] = _reporting(csp, uri)
+        after = plan.policy.content_security_policy_next
+        if stage.csp_enforcing and after is not None:
+            # The next, tighter policy goes out report-only beside the enforcing one.
+            out[CSP_RO] = _reporting(after, uri)
+        if uri:
+            out[REPORTING_ENDPOINTS] = f'{REPORT_TO}="{uri}"'
     return {**out, **policy}
 
 
@@ -160,6 +179,65 @@ def settings_for(plan: Plan, env_name: str, stage: StageRef, *, updated: str = "
     )
 
 
+# Policy steps: what `advance` does at the current stage, before any move up the ladder,
+# for an environment that sets csp-violations (docs/reports.md).
+STAGE_POLICY = "stage-policy"  # the plan's new policy goes out report-only at this stage
+PROMOTE_POLICY = "promote-policy"  # the report-only policy that soaked becomes enforcing
+POLICY_STEP_GATES = {
+    STAGE_POLICY: (VERIFIED,),  # sending a report-only policy cannot break a page
+    PROMOTE_POLICY: (VERIFIED, SOAK, CSP_REPORTS),
+}
+
+
+def policy_step(
+    plan: Plan, env: Environment, current: StageSettings
+) -> tuple[str, StageSettings] | None:
+    """The CSP change to make at the current stage before climbing, and the stage file it
+    writes; None when the live CSP is what the plan wants there (or csp-violations is off).
+
+    A policy the plan wants enforced but that has not run report-only is first staged
+    report-only (beside the enforcing one, once enforcing); one that has is promoted.
+    """
+    if env.csp_violations is None or current.stage is None:
+        return None
+    from rollout.reports.fingerprint import policy_ids
+
+    def same(a: str | None, b: str | None) -> bool:
+        return a == b or (a is not None and b is not None and policy_ids(a) == policy_ids(b))
+
+    want = settings_for(plan, env.name, current.stage).headers()
+    have = current.headers()
+    want_enforce, want_report = want.get(CSP), want.get(CSP_RO)
+    enforce, report = have.get(CSP), have.get(CSP_RO)
+    endpoints = want.get(REPORTING_ENDPOINTS)
+    if want_enforce is not None and not same(want_enforce, enforce):
+        if report is not None and same(want_enforce, report):
+            step = PROMOTE_POLICY, _with_csp(current, env, want_enforce, want_report, endpoints)
+        else:
+            step = STAGE_POLICY, _with_csp(current, env, enforce, want_enforce, endpoints)
+        return step
+    if not same(want_report, report):
+        return STAGE_POLICY, _with_csp(current, env, enforce, want_report, endpoints)
+    return None
+
+
+def _with_csp(
+    current: StageSettings,
+    env: Environment,
+    enforce: str | None,
+    report: str | None,
+    endpoints: str | None,
+) -> StageSettings:
+    """current with its CSP headers (and Reporting-Endpoints) replaced, owner kept."""
+    owner = "edge" if CSP in env.edge else "app"
+    sent = {CSP: enforce, CSP_RO: report, REPORTING_ENDPOINTS: endpoints}
+    table = {k: v for k, v in getattr(current, owner).items() if k not in sent}
+    table.update({k: v for k, v in sent.items() if v is not None})
+    if owner == "edge":
+        return replace(current, edge=table, updated="")
+    return replace(current, app=table, updated="")
+
+
 def soak_seconds(stage: Stage | None, env: Environment) -> int:
     """Least time env stays at stage before it may advance ("max-age": the stage's max-age)."""
     if stage is None:
@@ -174,7 +252,10 @@ def when_may_advance(
     return last_transition_time + timedelta(seconds=soak_seconds(stage, env))
 
 
-def _with_report_uri(policy: str, uri: str) -> str:
+def _reporting(policy: str, uri: str | None) -> str:
+    """The policy with csp-report-uri as both report-uri and report-to (Reporting API)."""
+    if not uri:
+        return policy
     from rollout.headers import csp
 
-    return csp.with_report_uri(policy, uri)
+    return csp.with_report_uri(policy, uri, REPORT_TO)

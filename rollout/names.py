@@ -17,6 +17,8 @@ PERMISSIONS = "permissions-policy"
 REFERRER = "referrer-policy"
 XFO = "x-frame-options"
 NOSNIFF = "x-content-type-options"
+# Announces the named endpoints that CSP's report-to directive sends reports to.
+REPORTING_ENDPOINTS = "reporting-endpoints"
 
 # Browsers cap max-age at one year, and hstspreload.org asks for at least that much.
 ONE_YEAR = 31536000

@@ -43,6 +43,14 @@ from rollout.settings import load as load_stage_file
 from rollout.verify import Report, verify
 
 SETTLE = 15.0  # seconds to wait for new values to show live
+_POLICY_STEP_TEXT = {
+    ladder.STAGE_POLICY: "send the plan's new CSP report-only",
+    ladder.PROMOTE_POLICY: "enforce the CSP that soaked report-only",
+}
+_POLICY_STEP_DONE = {
+    ladder.STAGE_POLICY: "sends the plan's new CSP report-only (its soak starts now)",
+    ladder.PROMOTE_POLICY: "enforces the CSP that soaked report-only",
+}
 APPLY_TIMEOUT = 120.0
 _POLL = 0.25
 _OUTPUT_KEPT = 4000  # characters of a failing apply's output kept in the history
@@ -93,6 +101,7 @@ class Outcome:
     checks: list[Check] = field(default_factory=list)
     rolled_back: bool = False
     noop: bool = False
+    policy_step: str = ""  # a CSP change at the current stage (ladder.policy_step), or ""
     hsts_until: str = ""
     report: Report | None = None  # the live check that decided, for curl hints
 
@@ -111,6 +120,8 @@ class Outcome:
         if self.action == ADVANCE:
             out["gates"] = [g.to_json() for g in self.gates]
             out["rolled_back"] = self.rolled_back
+            if self.policy_step:
+                out["policy_step"] = self.policy_step
         out["changes"] = [c.to_json() for c in self.changes]
         out["steps"] = list(self.steps)
         if self.dry_run:
@@ -187,17 +198,28 @@ def _advance(
     records = history.read(plan, env.name)
     stages = ladder.build(plan)
     here = ladder.stage_at(plan, current.stage)
-    target = ladder.next_stage(stages, current.stage)
     out = Outcome(env.name, ADVANCE, current.stage, None, current.stage, dry_run=dry_run)
-    if target is None:
-        out.to = current.stage
-        out.ok, out.noop = True, True
-        out.message = f"{env.name} is at the top of the ladder ({_name(current)}); nothing to do"
-        return out
+    # A CSP change at the current stage comes before any climb (csp-violations only).
+    policy = ladder.policy_step(plan, env, current)
+    names: tuple[str, ...] | None = None
+    if policy is not None and here is not None:
+        out.policy_step, new = policy
+        target = here
+        names = ladder.POLICY_STEP_GATES[out.policy_step]
+    else:
+        climb = ladder.next_stage(stages, current.stage)
+        if climb is None:
+            out.to = current.stage
+            out.ok, out.noop = True, True
+            out.message = (
+                f"{env.name} is at the top of the ladder ({_name(current)}); nothing to do"
+            )
+            return out
+        target = climb
+        new = ladder.settings_for(plan, env.name, target.index)
     out.to = target.index
-    new = ladder.settings_for(plan, env.name, target.index)
     out.changes = changes(current, new)
-    wanted = ladder.gates_for(target, env)
+    wanted = ladder.gates_for(target, env) if names is None else names
 
     def step(text: str) -> None:
         out.steps.append(text)
@@ -209,7 +231,10 @@ def _advance(
     if not dry_run:
         record_verify(plan, env.name, current.stage, report)
     since = gates.entered_at(records, current.stage, current.updated)
-    out.gates = gates.evaluate(plan, env, here, target, report, since, now(), force=force)
+    out.gates = gates.evaluate(
+        plan, env, here, target, report, since, now(), force=force, current=current, new=new,
+        names=names,
+    )  # fmt: skip
     out.checks, out.report = list(report.checks), report
     failed = [g for g in out.gates if not g.ok]
     if failed:
@@ -217,9 +242,12 @@ def _advance(
             failed[0].reason
         )
         return out
+    doing = _POLICY_STEP_TEXT.get(out.policy_step, "")
     if dry_run:
         out.ok = True
         out.message = f"{env.name} may advance to {_name(new)}; nothing written (dry run)"
+        if doing:
+            out.message = f"{env.name} may {doing} at {_name(new)}; nothing written (dry run)"
         out.steps += _write_steps(plan, env, new, settle)
         out.commands = [_shell(env.apply)] if env.apply else []
         return out
@@ -230,6 +258,8 @@ def _advance(
     if force:
         skipped = ", ".join(g.name for g in out.gates if g.skipped) or "none"
         why = f"forced (gates skipped: {skipped}): {why}"
+    if doing:
+        why = f"{doing}: {why}"
     history.append(
         plan, env.name, history.new_record(ADVANCE, current.stage, new.stage, reason=why)
     )
@@ -243,6 +273,9 @@ def _advance(
             out.ok, out.stage = True, new.stage
             out.checks, out.report = list(result.checks), result
             out.message = f"{env.name} is at {_name(new)}, verified live"
+            if doing:
+                done = _POLICY_STEP_DONE[out.policy_step]
+                out.message = f"{env.name} {done} at {_name(new)}, verified live"
             return out
 
     # The new stage did not hold: put the old one back, as it was.

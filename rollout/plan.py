@@ -32,7 +32,7 @@ from rollout.addresses import (
 )
 from rollout.durations import MAX_DURATION, format_duration, parse_duration
 from rollout.errors import HeaderValueError, PlanError
-from rollout.names import CSP_FAMILY, CSP_RO, HSTS, MAX_STAGES, ONE_YEAR
+from rollout.names import CSP_FAMILY, CSP_RO, HSTS, MAX_STAGES, ONE_YEAR, REPORTING_ENDPOINTS
 from rollout.settings import NotRegularFile, nesting_at, read_regular
 
 __all__ = [
@@ -84,6 +84,8 @@ class Policy(_Model):
     x_frame_options: StrictStr | None = None
     x_content_type_options: StrictStr | None = None
     csp_report_uri: StrictStr | None = None
+    # Sent report-only beside the enforcing policy once CSP enforces (docs/reports.md).
+    content_security_policy_next: StrictStr | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -105,20 +107,22 @@ class Policy(_Model):
         "referrer_policy",
         "x_frame_options",
         "x_content_type_options",
+        "content_security_policy_next",
     )
     @classmethod
     def _header(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
         assert info.field_name is not None
-        return _validate_header(_kebab(info.field_name), value)
+        return _validate_header(_kebab(info.field_name).removesuffix("-next"), value)
 
     @field_validator("csp_report_uri")
     @classmethod
     def _report_uri(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        ok = re.match(r"^(https?://[^\s/?#]+|/)[^\s;,'\"]*\Z", value)
+        # No backslash: the URI is also a quoted string in Reporting-Endpoints.
+        ok = re.match(r"^(https?://[^\s/?#\\]+|/)[^\s;,'\"\\]*\Z", value)
         if not ok:
             raise ValueError(f"{value!r} is not an https:// URL or a path starting with /")
         return value
@@ -130,11 +134,19 @@ class Policy(_Model):
                 ("csp-report-uri",),
                 "there is no content-security-policy to add it to; set one or remove this",
             )
+        if self.content_security_policy_next is not None and self.content_security_policy is None:
+            raise _Refusal(
+                ("content-security-policy-next",),
+                "there is no content-security-policy for it to follow; write it there instead",
+            )
         return self
 
     def headers(self) -> dict[str, str]:
-        """The policy's headers (lower-case name -> value), without csp-report-uri."""
-        values = self.model_dump(exclude={"csp_report_uri"}, by_alias=True)
+        """The policy's headers (lower-case name -> value), without csp-report-uri and the
+        next policy (the ladder decides where those go)."""
+        values = self.model_dump(
+            exclude={"csp_report_uri", "content_security_policy_next"}, by_alias=True
+        )
         return {name: value for name, value in values.items() if value is not None}
 
 
@@ -256,6 +268,11 @@ class Environment(_Model):
     apply: list[str] | None = None
     soak: int | None = None  # seconds; None is "max-age", the current stage's HSTS max-age
     after: StrictStr | None = None
+    # The CSP reports gate (docs/reports.md): None leaves CSP on the ladder alone.
+    csp_violations: StrictInt | None = None
+    csp_min_page_views: StrictInt | None = None
+    csp_soak: int | None = None  # seconds a staged report-only policy runs; None: as soak
+    reports_store: StrictStr | None = None  # a PostgreSQL URL or an SQLite path; None: beside
 
     @field_validator("urls")
     @classmethod
@@ -281,8 +298,10 @@ class Environment(_Model):
             if not isinstance(name, str):
                 raise _Refusal((i,), f"{_show(name)} is not a header name")
             names.add(name.strip().lower())
-        # A stage sends exactly one of the CSP names, so whoever owns one owns both.
-        return frozenset(names | CSP_FAMILY) if names & CSP_FAMILY else frozenset(names)
+        # Whoever owns one CSP header owns both (an enforcing stage may send both) and the
+        # Reporting-Endpoints header that announces where their reports go.
+        family = CSP_FAMILY | {REPORTING_ENDPOINTS}
+        return frozenset(names | family) if names & family else frozenset(names)
 
     @field_validator("subdomains")
     @classmethod
@@ -336,21 +355,60 @@ class Environment(_Model):
             raise ValueError("the command is empty")
         return argv
 
+    @field_validator("csp_violations", "csp_min_page_views")
+    @classmethod
+    def _count(cls, value: int | None, info: ValidationInfo) -> int | None:
+        least = 1 if info.field_name == "csp_min_page_views" else 0
+        if value is not None and not least <= value <= 10**9:
+            raise ValueError(f"{value} is not a whole number from {least} to 1000000000")
+        return value
+
+    @field_validator("reports_store")
+    @classmethod
+    def _store(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        from urllib.parse import urlsplit
+
+        if value.startswith(("postgresql://", "postgres://")):
+            try:
+                password = urlsplit(value).password
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not a valid URL: {exc}") from None
+            if password is not None:
+                raise ValueError(
+                    "holds a password; keep it out of the plan (use ~/.pgpass or PGPASSWORD)"
+                )
+            return value
+        if "://" in value or not value.strip() or "\0" in value:
+            raise ValueError(f"{value!r} is not a postgresql:// URL or an SQLite file path")
+        base = (info.context or {}).get("base", Path("."))
+        return str((Path(base) / Path(value).expanduser()).absolute())
+
+    @field_validator("csp_soak", mode="before")
+    @classmethod
+    def _csp_soak(cls, value: Any) -> Any:
+        return _duration(value, max_age=False)
+
     @field_validator("soak", mode="before")
     @classmethod
     def _soak(cls, value: Any) -> Any:
-        if value == "max-age":
-            return None
-        if isinstance(value, str):
-            seconds = parse_duration(value)
-            if seconds is not None and seconds > MAX_DURATION:
-                longest = format_duration(MAX_DURATION)
-                raise ValueError(f"{value!r} is longer than {longest}, the longest soak")
-            if seconds is not None:
-                return seconds
-        raise ValueError(
-            f'{_show(value)} is not a duration like 30s, 15m, 24h, 7d, 1y or "max-age"'
-        )
+        return _duration(value, max_age=True)
+
+
+def _duration(value: Any, *, max_age: bool) -> int | None:
+    """Seconds in a plan duration; "max-age" (None) only where max_age allows it."""
+    if max_age and value == "max-age":
+        return None
+    if isinstance(value, str):
+        seconds = parse_duration(value)
+        if seconds is not None and seconds > MAX_DURATION:
+            longest = format_duration(MAX_DURATION)
+            raise ValueError(f"{value!r} is longer than {longest}, the longest soak")
+        if seconds is not None:
+            return seconds
+    also = ' or "max-age"' if max_age else ""
+    raise ValueError(f"{_show(value)} is not a duration like 30s, 15m, 24h, 7d, 1y{also}")
 
 
 def _show(value: Any) -> str:
@@ -423,11 +481,14 @@ class Plan(_Model):
         if not self.environments:
             raise _Refusal(("environments",), "the plan names no environment; add one")
         sends = {HSTS, *CSP_FAMILY, *self.policy.headers()}
+        if self.policy.csp_report_uri is not None:
+            sends.add(REPORTING_ENDPOINTS)
         for env in self.environments.values():
-            for header in sorted(env.edge - sends):
+            for header in sorted(env.edge - sends - {REPORTING_ENDPOINTS}):
                 where = ("environments", env.name, "edge")
                 known = ", ".join(sorted(sends))
                 raise _Refusal(where, f"{header!r} is not a header the plan sends ({known})")
+            self._csp_gate(env)
             if env.after is None:
                 continue
             where = ("environments", env.name, "after")
@@ -445,6 +506,31 @@ class Plan(_Model):
                 chain.append(cur)
                 cur = self.environments[cur].after
         return self
+
+    def _csp_gate(self, env: Environment) -> None:
+        """The CSP reports gate needs reports to judge and a report-only stage to soak."""
+        where = ("environments", env.name)
+        if env.csp_violations is None:
+            for key in ("csp_min_page_views", "csp_soak"):
+                if getattr(env, key) is not None:
+                    raise _Refusal(
+                        (*where, _kebab(key)), "only applies with csp-violations; set that too"
+                    )
+            return
+        at = (*where, "csp-violations")
+        if self.policy.content_security_policy is None:
+            raise _Refusal(at, "the policy has no content-security-policy to gate")
+        if self.policy.csp_report_uri is None:
+            raise _Refusal(
+                at, 'reports need somewhere to go: set policy.csp-report-uri (e.g. "/csp-report")'
+            )
+        enforce = self.ladder.enforce_from
+        if enforce is not None and enforce <= self.ladder.hsts[0]:
+            raise _Refusal(
+                at,
+                f"stage 0 already enforces CSP (ladder.csp-enforce-from = {enforce}), so no "
+                "report-only stage comes first to gather reports; raise csp-enforce-from",
+            )
 
     @property
     def folder(self) -> Path:
@@ -503,6 +589,8 @@ def _message(err: Any) -> tuple[tuple[str | int, ...], str]:
         return loc, "the [policy] table is missing; it holds the final header values"
     if kind == "missing":
         return loc, "required; it is missing"
+    if kind == "int_type" and loc and loc[-1] in ("csp-violations", "csp-min-page-views"):
+        return loc, f"{_show(value)} is not a whole number"
     if kind == "int_type":
         return loc, f"{_show(value)} is not a whole number of seconds"
     if kind == "string_type":

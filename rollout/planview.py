@@ -28,6 +28,9 @@ from rollout.settings import read_regular
 if TYPE_CHECKING:
     from rollout.plan import Plan
 
+# The [policy] keys that are not headers sent as they stand (plan.Policy.headers leaves
+# them out too; tests/test_status_quick.py compares the two).
+_NOT_HEADERS = frozenset({"csp_report_uri", "content_security_policy_next"})
 MAX_ENTRIES = 64  # a handful of plans per user; the oldest go first
 MAX_BYTES = 8 << 20
 
@@ -42,11 +45,11 @@ class PolicyView:
         self._fields = fields
 
     def headers(self) -> dict[str, str]:
-        """The policy's headers (lower-case name -> value), without csp-report-uri."""
+        """The policy's headers (lower-case name -> value), as `Policy.headers` gives them."""
         return {
             name.replace("_", "-"): value
             for name, value in self._fields.items()
-            if value is not None and name != "csp_report_uri"
+            if value is not None and name not in _NOT_HEADERS
         }
 
 

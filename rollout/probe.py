@@ -16,16 +16,21 @@ aiohttp error becomes a `Fault` in `rollout.http_faults`, and only there.
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import functools
 import ipaddress
 import math
 import socket
 import ssl
+import threading
+import types
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -33,7 +38,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from rollout import __version__
 from rollout.addresses import ConnectTo, Resolve
-from rollout.errors import InputError
+from rollout.errors import GateError, InputError
 from rollout.http_faults import Fault, translate
 
 __all__ = [
@@ -45,6 +50,7 @@ __all__ = [
     "Result",
     "origin_of",
     "probe_many",
+    "run",
 ]
 
 USER_AGENT = f"rollout/{__version__}"
@@ -52,6 +58,9 @@ MAX_LINE = 64 * 1024  # bytes in one head line; curl allows 100 KiB for the head
 MAX_HEADERS = 256  # header lines in one head
 MAX_BODY = 1024 * 1024  # bodies are read only to reuse the connection; bigger ones close it
 MAX_HOPS = 5
+# What `run` allows past the deadline: closing the connections (each close is bounded, see
+# Prober.aclose) and judging the responses. The deadline itself already bounds every probe.
+CLOSE_GRACE = 2.0
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -113,6 +122,7 @@ class _CurlResolver(AbstractResolver):
     def __init__(self, target: Callable[[str, int], tuple[str, int]]) -> None:
         self._target = target
         self._system = aiohttp.DefaultResolver()
+        self.pending: collections.Counter[str] = collections.Counter()  # host -> lookups
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
@@ -122,7 +132,11 @@ class _CurlResolver(AbstractResolver):
         try:
             ip = ipaddress.ip_address(addr)
         except ValueError:
-            found = await self._system.resolve(addr, addr_port, family)
+            self.pending[host] += 1
+            try:
+                found = await self._system.resolve(addr, addr_port, family)
+            finally:
+                self.pending[host] -= 1
             return [ResolveResult(**{**r, "hostname": host}) for r in found]
         family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
         return [
@@ -154,6 +168,10 @@ class Prober:
         self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         self._timeout = _timeout(options.timeout)
         self._resolver = _CurlResolver(self.target)
+        tracing = aiohttp.TraceConfig()
+        tracing.on_connection_create_start.append(_connecting)
+        tracing.on_connection_create_end.append(_connected)
+        tracing.on_connection_reuseconn.append(_connected)
         connector = aiohttp.TCPConnector(
             ssl=self.ssl,
             resolver=self._resolver,
@@ -169,6 +187,7 @@ class Prober:
             max_line_size=MAX_LINE,
             max_field_size=MAX_LINE,
             max_headers=MAX_HEADERS,
+            trace_configs=[tracing],
         )
 
     async def __aenter__(self) -> Prober:
@@ -220,13 +239,27 @@ class Prober:
                 if left <= 0:
                     return _faulted(url, Fault.TIMEOUT, "the overall deadline passed first")
                 budget = min(budget, left)
+            phase = _Phase()
             try:
                 timeout = self._timeout if budget == self.options.timeout else _timeout(budget)
-                return await self._fetch(url, timeout)
+                return await self._fetch(url, timeout, phase)
             except TimeoutError:  # aiohttp's timeouts are TimeoutErrors too
-                return _faulted(url, Fault.TIMEOUT, f"no complete answer within {budget:g}s")
+                why = f"no response head within {_seconds(budget)}s ({self._stalled(url, phase)})"
+                return _faulted(url, Fault.TIMEOUT, why)
             except aiohttp.ClientError as exc:
                 return self._fault(url, exc)
+
+    def _stalled(self, url: str, phase: _Phase) -> str:
+        """Where a timed-out request was: resolving, connecting or waiting for the head."""
+        _, host, port = origin_of(url)
+        if phase.connected:
+            return "connected, but no complete response head came"
+        if self._resolver.pending[host]:
+            return f"still resolving {host}"
+        if phase.connecting:
+            addr, addr_port = self.target(host, port)
+            return f"still connecting to {addr}:{addr_port}: TCP or TLS handshake"
+        return "waiting for a free connection"
 
     def _fault(self, url: str, exc: aiohttp.ClientError) -> Result:
         try:
@@ -255,9 +288,11 @@ class Prober:
             results.append(await self.fetch(nxt))
         return results
 
-    async def _fetch(self, url: str, timeout: aiohttp.ClientTimeout) -> Result:
+    async def _fetch(self, url: str, timeout: aiohttp.ClientTimeout, phase: _Phase) -> Result:
         # A Location may carry spaces or non-ASCII text: yarl percent-encodes it, as curl does.
-        async with self._session.get(url, allow_redirects=False, timeout=timeout) as response:
+        async with self._session.get(
+            url, allow_redirects=False, timeout=timeout, trace_request_ctx=phase
+        ) as response:
             headers = tuple(
                 [
                     (name.decode("latin-1"), value.decode("latin-1"))
@@ -270,6 +305,28 @@ class Prober:
             return Result(url, response.status, version, headers)
 
 
+class _Phase:
+    """How far one request got, as aiohttp's trace signals tell (for a timeout's reason)."""
+
+    __slots__ = ("connected", "connecting")
+
+    def __init__(self) -> None:
+        self.connecting = False
+        self.connected = False
+
+
+async def _connecting(
+    session: aiohttp.ClientSession, ctx: types.SimpleNamespace, params: object
+) -> None:
+    ctx.trace_request_ctx.connecting = True
+
+
+async def _connected(
+    session: aiohttp.ClientSession, ctx: types.SimpleNamespace, params: object
+) -> None:
+    ctx.trace_request_ctx.connected = True
+
+
 async def _drain(response: aiohttp.ClientResponse) -> None:
     """Read a small body so its connection can carry the next probe; a big or unbounded
     one stays unread, and aiohttp closes its connection instead of reusing it."""
@@ -280,8 +337,18 @@ async def _drain(response: aiohttp.ClientResponse) -> None:
     if not chunked and (length is None or length > MAX_BODY):
         return
     read = 0
-    while read <= MAX_BODY and (chunk := await response.content.readany()):
-        read += len(chunk)
+    try:
+        while read <= MAX_BODY and (chunk := await response.content.readany()):
+            read += len(chunk)
+    except TimeoutError:
+        # A body that trickles past the timeout (a stream, a stalled server) does not undo
+        # the head: browsers apply headers as they arrive. The connection is not reused.
+        return
+
+
+def _seconds(value: float) -> str:
+    """A duration for a message: 1, 0.5, 12.25 (a deadline-cut budget is 0.99974...)."""
+    return f"{round(value, 2):g}"
 
 
 def _timeout(seconds: float) -> aiohttp.ClientTimeout:
@@ -319,6 +386,73 @@ def _cached_context(cacert: Path | None, stamp: object, insecure: bool) -> ssl.S
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class _LookupThreads(concurrent.futures.ThreadPoolExecutor):
+    """An event loop's default executor that runs each call in a daemon thread of its own
+    and never waits for one: a getaddrinfo stuck behind a slow resolver is left to finish
+    (or not) on its own, instead of holding the run at exit as asyncio.run's executor does.
+    aiohttp caches and shares lookups per host, so there is about one thread per host."""
+
+    def submit(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def work() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:  # handed to the waiting coroutine, as an executor does
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        threading.Thread(target=work, name="rollout-lookup", daemon=True).start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        return  # nothing to join: the threads are daemons, and a stuck one is abandoned
+
+
+def run(main: Coroutine[Any, Any, T], options: ProbeOptions | None = None) -> T:
+    """Run a probing coroutine to its end on a fresh event loop, as asyncio.run does, but
+    bounded: it returns within the options' deadline (and CLOSE_GRACE), and never waits for
+    a lookup thread stuck in getaddrinfo. Past that bound it raises GateError (exit 1).
+    Every synchronous entry point that probes (verify, revert's confirmation) goes through it."""
+    deadline = None if options is None else options.deadline
+    loop = asyncio.new_event_loop()
+    loop.set_default_executor(_LookupThreads())
+    limit = None if deadline is None else deadline + CLOSE_GRACE
+    try:
+        asyncio.set_event_loop(loop)
+        try:
+            return loop.run_until_complete(asyncio.wait_for(main, limit))
+        except TimeoutError:
+            raise GateError(
+                f"the probes did not finish within the deadline of {_seconds(deadline or 0)}s"
+            ) from None
+    finally:
+        try:
+            _cancel_all(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what the run left (a shared lookup, a connection closing), as asyncio.run does."""
+    left = asyncio.all_tasks(loop)
+    for task in left:
+        task.cancel()
+    if left:
+        loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
 
 
 async def probe_many(urls: Iterable[str], options: ProbeOptions) -> list[Result]:

@@ -97,7 +97,9 @@ def _check_headers(
     csp_names = {CSP if s.csp_enforcing else CSP_RO for s in stages}
     for table, owned in (("app", current.app), ("edge", current.edge)):
         modes = sorted(set(owned) & CSP_FAMILY)
-        if len(modes) > 1:
+        # Once enforcing, a report-only header beside the enforcing one is the plan's next
+        # policy (content-security-policy-next); before that CSP goes out in one mode.
+        if len(modes) > 1 and not (stage is not None and stage.csp_enforcing):
             raise fail(f"{table}.{modes[1]}", f"also {modes[0]}; CSP is sent in one mode")
         if modes and table == "app" and stage is not None:
             wanted = CSP if stage.csp_enforcing else CSP_RO
@@ -175,5 +177,8 @@ def drift(plan: Plan, current: StageSettings) -> list[str]:
 
 
 def _edge_key(owned: Mapping[str, str]) -> dict[str, str]:
-    # The edge's CSP mode is the stage it was left at: compare the policy text only.
+    # The edge's CSP mode is the stage it was left at: compare the policy text only (unless
+    # it sends both, the enforcing policy and the next one).
+    if set(owned) >= CSP_FAMILY:
+        return dict(owned)
     return {CSP if name in CSP_FAMILY else name: value for name, value in owned.items()}

@@ -77,15 +77,22 @@ def environment_status(plan: Plan, name: str) -> dict[str, Any]:
         "next": None,
         "command": None,
     }
+    # The CSP reports gate ahead (docs/reports.md), with its figures.
+    csp = gates.csp_status(plan, env, current, since, now)
+    out["csp_reports"] = None if csp is None else csp.to_json()
     nxt = ladder.next_stage(stages, current.stage)
     if nxt is None:
         out["command"] = f"none: {name} is at the top of the ladder"
+        if ladder.policy_step(plan, env, current) is not None:  # a CSP step is still ahead
+            out["command"] = f"rollout advance {name}"
         return out
     here = ladder.stage_at(plan, current.stage)
     soak = gates.soak(env, here, since, now) if ladder.SOAK in nxt.gates else None
     waiting = [] if soak is None or soak.ok else ["soak"]
     if env.after is not None and not gates.after(plan, env, nxt).ok:
         waiting.append("after")
+    if csp is not None and not csp.ok and csp.figures:
+        waiting.append(ladder.CSP_REPORTS)
     out["next"] = {
         "stage": nxt.index,
         "name": nxt.name,
@@ -107,6 +114,8 @@ def environment_status(plan: Plan, name: str) -> dict[str, Any]:
             why.append(f"soak ({soak.reason})")
         if "after" in waiting:
             why.append(f"{env.after} to reach and verify stage {nxt.index}")
+        if ladder.CSP_REPORTS in waiting:
+            why.append(f"clean CSP reports (rollout reports {name})")
         out["command"] = f"wait for {' and '.join(why)}, then rollout advance {name}"
     return out
 
@@ -144,6 +153,9 @@ def status_lines(r: dict[str, Any]) -> list[str]:
         if last["insecure"]:
             mark = "! made without certificate checks, not counted"
         lines.append(f"  last verify: {mark} at stage {last['stage']}, {last['time']}")
+    csp = r.get("csp_reports")
+    if csp is not None:
+        lines.append(f"  csp-reports: {'✓' if csp['ok'] else '✗'} {printable(csp['reason'])}")
     nxt = r["next"]
     if nxt is None:
         lines.append("  next: none, the top of the ladder")
@@ -152,3 +164,9 @@ def status_lines(r: dict[str, Any]) -> list[str]:
     if nxt["may_advance_at"]:
         text += f", soak over at {nxt['may_advance_at']}"
     return [*lines, text, f"  run: {r['command']}"]
+
+
+def printable(text: str) -> str:
+    """A recorded field as one safe line: control and escape characters shown, not obeyed,
+    so a planted record cannot forge rows or repaint the terminal."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)

@@ -27,6 +27,7 @@ from rollout.probe import (
     Prober,
     Result,
     origin_of,
+    run,
 )
 from rollout.settings import StageSettings
 
@@ -93,7 +94,7 @@ def verify(
     subdomains: bool = False,
 ) -> Report:
     """Probe env's servers and judge them against expected; never raises for network faults."""
-    return asyncio.run(verify_async(env, expected, options=options, subdomains=subdomains))
+    return run(verify_async(env, expected, options=options, subdomains=subdomains), options)
 
 
 async def verify_async(

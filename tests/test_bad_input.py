@@ -245,7 +245,8 @@ BAD_PLANS = [
         env('name = "x"'),
         (
             "environments.staging.name: unknown key; expected urls, edge, subdomains, "
-            "connect-to, resolve, cacert, apply, soak, after"
+            "connect-to, resolve, cacert, apply, soak, after, csp-violations, "
+            "csp-min-page-views, csp-soak, reports-store"
         ),
         id="env-name-key",
     ),

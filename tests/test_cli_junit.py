@@ -19,7 +19,11 @@ HOST = "staging.example.test"
 SCHEMA = Path(__file__).resolve().parent / "data" / "junit.xsd"
 STAGE3 = [
     ("Strict-Transport-Security", "max-age=86400"),
-    ("Content-Security-Policy-Report-Only", "default-src 'self'; report-uri /r"),
+    (
+        "Content-Security-Policy-Report-Only",
+        "default-src 'self'; report-uri /r; report-to rollout-csp",
+    ),
+    ("Reporting-Endpoints", 'rollout-csp="/r"'),
     ("Permissions-Policy", "geolocation=()"),
     ("Referrer-Policy", "no-referrer"),
     ("X-Frame-Options", "DENY"),

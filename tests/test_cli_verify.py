@@ -226,8 +226,8 @@ cacert = "{tls_material().ca_path}"
 # --- issue 8 item 16: root cause first -----------------------------------------------------
 
 APP_HEADERS = (
-    "strict-transport-security, content-security-policy-report-only, permissions-policy, "
-    "referrer-policy"
+    "strict-transport-security, content-security-policy-report-only, reporting-endpoints, "
+    "permissions-policy, referrer-policy"
 )
 
 
@@ -274,7 +274,7 @@ def test_backend_down_leads_with_the_502(
     nginx_without_backend: Path, rollout: Callable[..., Result]
 ) -> None:
     """Backend down behind nginx: each URL leads with its 502 (fix and curl under it), the
-    app's four header checks fold into one line, and the edge's headers still show."""
+    app's five header checks fold into one line, and the edge's headers still show."""
     plan = nginx_without_backend
     result = rollout("verify", "staging", "--stage", "3", "--plan", str(plan))
     assert result.code == 1
@@ -289,7 +289,7 @@ def test_backend_down_leads_with_the_502(
         f"https://{HOST}/"
     )
     assert lines[first + 3] == (
-        f"- https://{HOST}/  4 header checks not judged: the page answered 502 ({APP_HEADERS})"
+        f"- https://{HOST}/  5 header checks not judged: the page answered 502 ({APP_HEADERS})"
     )
     assert page[2:] == [
         f"✓ https://{HOST}/  x-frame-options: DENY",
@@ -297,9 +297,9 @@ def test_backend_down_leads_with_the_502(
     ]
     probe_404 = [line for line in lines if "/rollout-404-probe-" in line and line[:2] == "- "]
     assert len(probe_404) == 1 and probe_404[0].endswith(
-        f"4 header checks not judged: the 404 probe answered 502 ({APP_HEADERS})"
+        f"5 header checks not judged: the 404 probe answered 502 ({APP_HEADERS})"
     )
-    assert "8 of them not judged" in result.err
+    assert "10 of them not judged" in result.err
 
 
 @pytest.mark.nginx

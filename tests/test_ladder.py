@@ -115,15 +115,18 @@ def test_edge_owning_csp_owns_it_in_both_modes() -> None:
 
 
 def test_report_uri_is_added_in_both_modes() -> None:
-    """csp-report-uri is added as a report-uri directive, report-only and enforcing alike."""
+    """csp-report-uri is added as report-uri and report-to (announced by Reporting-Endpoints),
+    report-only and enforcing alike."""
     plan = make(policy=POLICY + 'csp-report-uri = "https://csp.example.test/r"\n')
     early = ladder.headers_for(plan, ladder.build(plan)[0])
     late = ladder.headers_for(plan, ladder.build(plan)[6])
-    want = "default-src 'self'; report-uri https://csp.example.test/r"
+    want = "default-src 'self'; report-uri https://csp.example.test/r; report-to rollout-csp"
     assert early["content-security-policy-report-only"] == want
     assert late["content-security-policy"] == want
     assert "content-security-policy" not in early
     assert "content-security-policy-report-only" not in late
+    for headers in (early, late):
+        assert headers["reporting-endpoints"] == 'rollout-csp="https://csp.example.test/r"'
 
 
 def test_a_plan_without_csp_sends_no_csp() -> None:

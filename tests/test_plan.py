@@ -91,11 +91,13 @@ def test_network_entries_are_parsed_like_curl() -> None:
 
 
 def test_edge_owning_one_csp_name_owns_both() -> None:
-    """Naming either CSP header in edge gives the edge the whole CSP family, lower-cased."""
+    """Naming either CSP header in edge gives the edge the whole CSP family (with the
+    Reporting-Endpoints header that announces where its reports go), lower-cased."""
     plan = parse_plan(BASE + '[environments.a]\nedge = ["Content-Security-Policy"]\n')
     assert plan.environments["a"].edge == {
         "content-security-policy",
         "content-security-policy-report-only",
+        "reporting-endpoints",
     }
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import re
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -12,8 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from rollout.errors import InputError
-from rollout.probe import ConnectTo, Fault, ProbeOptions, Prober, Resolve, Result, probe_many
+from rollout.errors import GateError, InputError
+from rollout.probe import (
+    ConnectTo,
+    Fault,
+    ProbeOptions,
+    Prober,
+    Resolve,
+    Result,
+    probe_many,
+    run,
+)
 from tests.servers import RawServer, Reply, redirect, refused_port, silent_server, tls_material
 
 pytestmark = pytest.mark.integration
@@ -215,13 +226,21 @@ def test_hanging_response_times_out(server: RawServer) -> None:
     assert fetch(f"https://{HOST}/", options(server.port, timeout=0.5)).fault == Fault.TIMEOUT
 
 
-def test_stalled_body_times_out(server: RawServer) -> None:
-    """A server that sends the head and part of the body, then stalls, is a timeout."""
+def test_stalled_body_keeps_the_head(server: RawServer) -> None:
+    """A server that sends the head and part of the body, then stalls, is judged on its head
+    (browsers apply headers as they arrive), within the timeout; its connection is dropped."""
     server.routes["/"] = Reply(
-        raw=b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", fault="stall"
+        raw=b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 10\r\n\r\nabc", fault="stall"
     )
-    result = fetch(f"https://{HOST}/", options(server.port, timeout=0.5))
-    assert result.fault == Fault.TIMEOUT and "0.5s" in result.reason
+    server.routes["/next"] = Reply(headers=[("X-B", "2")])
+
+    async def run() -> list[Result]:
+        async with Prober(options(server.port, timeout=0.5, concurrency=1)) as prober:
+            return [await prober.fetch(f"https://{HOST}{path}") for path in ("/", "/next")]
+
+    stalled, after = asyncio.run(run())
+    assert stalled.fault is None and stalled.status == 200 and stalled.get_all("x-a") == ["1"]
+    assert after.fault is None and after.get_all("x-b") == ["2"]
 
 
 def test_overall_deadline_stops_the_run() -> None:
@@ -286,3 +305,39 @@ def test_location_with_spaces_and_non_ascii_is_percent_encoded(server: RawServer
             return await prober.chain(f"https://{HOST}/")
 
     assert [r.status for r in asyncio.run(run())] == [301, 200]
+
+
+def test_run_does_not_wait_for_a_stuck_lookup_thread() -> None:
+    """probe.run returns as soon as its coroutine does, while a call it started in the
+    loop's default executor (where getaddrinfo runs) is still blocked."""
+    release = threading.Event()
+
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        stuck = loop.run_in_executor(None, release.wait, 60)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stuck, 0.1)
+        return "done"
+
+    try:
+        assert run(main(), ProbeOptions(deadline=5)) == "done"
+        assert not release.is_set()  # still blocked: run did not join it
+    finally:
+        release.set()
+
+
+def test_run_stops_a_coroutine_that_outlives_the_deadline() -> None:
+    """A probing coroutine still running past the deadline (and its grace) is cancelled and
+    reported as a failure naming the deadline, not left to run."""
+    cancelled = []
+
+    async def main() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    with pytest.raises(GateError, match=re.escape("did not finish within the deadline of 0.5s")):
+        run(main(), ProbeOptions(deadline=0.5))
+    assert cancelled == [True]

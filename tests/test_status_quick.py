@@ -165,3 +165,60 @@ def test_only_forms_it_reads_take_the_quick_path(
     """Any option the quick path does not read sends the command to the full CLI."""
     monkeypatch.delenv("ROLLOUT_PLAN", raising=False)
     assert status_request(argv) == wanted
+
+
+RICH_PLAN = """\
+[policy]
+content-security-policy = "default-src 'self'"
+content-security-policy-next = "default-src 'self'; img-src 'none'"
+permissions-policy = "geolocation=()"
+referrer-policy = "no-referrer"
+x-frame-options = "DENY"
+x-content-type-options = "nosniff"
+csp-report-uri = "/csp-report"
+
+[ladder]
+hsts = [60, 3600, 31536000]
+include-subdomains-from = false
+
+[environments.staging]
+urls = ["https://staging.example.test/", "https://staging.example.test/a"]
+edge = ["x-content-type-options", "content-security-policy"]
+connect-to = ["staging.example.test:443:127.0.0.1:8443"]
+resolve = ["api.staging.example.test:443:127.0.0.1"]
+cacert = "ca.pem"
+apply = "true"
+soak = "2h"
+csp-violations = 3
+
+[environments.production]
+after = "staging"
+urls = ["https://www.example.test/"]
+"""
+
+
+def test_the_remembered_plan_holds_what_the_validated_one_does(
+    write_plan: Callable[..., Path], stages: Path, rollout: Callable[..., Result]
+) -> None:
+    """Every field and every method the status path reads gives the validated plan's value."""
+    from rollout import planview
+    from rollout.plan import load_plan
+
+    (stages / "ca.pem").write_text("x\n")
+    path = write_plan(RICH_PLAN)
+    plan = load_plan(path)
+    assert rollout("--plan", str(path), "status").code == 0
+    view = planview.recall(path)
+    assert view is not None
+    assert view.path == plan.path and view.folder == plan.folder
+    assert view.policy.headers() == plan.policy.headers()
+    for model, twin in ((plan.policy, view.policy), (plan.ladder, view.ladder)):
+        for field in type(model).model_fields:
+            assert getattr(twin, field) == getattr(model, field), field
+    assert view.ladder.enforce_from == plan.ladder.enforce_from
+    assert view.ladder.subdomains_from == plan.ladder.subdomains_from
+    assert list(view.environments) == list(plan.environments)
+    for name, env in plan.environments.items():
+        twin = view.environment(name)
+        for field in type(env).model_fields:
+            assert getattr(twin, field) == getattr(env, field), (name, field)

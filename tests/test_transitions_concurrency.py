@@ -8,6 +8,7 @@ exercised exactly as two operators (or a cron job and an operator) would exercis
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import time
@@ -15,9 +16,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from rollout import history, lockfile
+from rollout import history, ladder, lockfile
 from tests import transitions_support as ts
 from tests.conftest import Result
+from tests.reliability import figures
 
 pytestmark = pytest.mark.integration
 
@@ -45,9 +47,10 @@ def site(servers: ts.Site) -> ts.Site:
     return servers
 
 
-def test_eight_simultaneous_advances_climb_one_stage_each(site: ts.Site) -> None:
+def test_eight_simultaneous_advances_then_eight_simultaneous_reverts(site: ts.Site) -> None:
     """Eight advances started together from off take turns: seven climb one stage each, the
-    eighth finds the top, and the history is an unbroken, untorn, bracketed chain."""
+    eighth finds the top, and the history is an unbroken, untorn, bracketed chain; then
+    eight reverts started together step down the same way, to off."""
     procs = [ts.spawn(site.plan_path, *ADVANCE) for _ in range(8)]
     runs = [ts.finish(p, timeout=150) for p in procs]
     shown = "\n\n".join(map(str, runs))
@@ -74,6 +77,25 @@ def test_eight_simultaneous_advances_climb_one_stage_each(site: ts.Site) -> None
     ts.assert_transitions_bracketed(records)
     assert all(r.verified for r in records if r.action == "verify"), records
     assert lockfile.holder(site.lock_file()) is None
+    _eight_simultaneous_reverts(site)
+
+
+def _eight_simultaneous_reverts(site: ts.Site) -> None:
+    """Eight reverts started together from the top take turns: seven step down one verified
+    stage each, to off, the eighth finds nothing to revert, and the history is one chain."""
+    before = len(site.records())
+    procs = [ts.spawn(site.plan_path, *REVERT) for _ in range(8)]
+    runs = [ts.finish(p, timeout=150) for p in procs]
+    shown = "\n\n".join(map(str, runs))
+    assert [r.code for r in runs] == [0] * 8, shown
+    nothing = [r for r in runs if "nothing to revert" in r.out]
+    assert len(nothing) == 1 and "staging is already at stage off" in nothing[0].out, shown
+    assert site.stage() is None
+    records = _assert_one_chain(site, shown)
+    reverts = [(r.from_, r.to) for r in records[before:] if r.action in history.TRANSITIONS]
+    assert reverts == [(6, 5), (5, 4), (4, 3), (3, 2), (2, 1), (1, 0), (0, None)], shown
+    assert all(r.action == "revert" for r in records[before:] if r.action != "verify")
+    ts.wait_serving(site, ladder.settings_for(site.plan, "staging", None), "after the reverts")
 
 
 def test_two_environments_advance_side_by_side(
@@ -171,3 +193,72 @@ def test_verify_during_an_advance_never_lands_inside_the_transition(site: ts.Sit
         f"{sum(r.code == 1 for r in verifies)} exited 1, {stale} failed results recorded"
     )
     assert len(ts.raw_history(site)) == len(records)
+
+
+REVERT = ("revert", "staging", "--settle", "10", "--lock-timeout", "120")
+VERIFY = ("verify", "staging", "--lock-timeout", "120")
+
+
+def _climb(site: ts.Site, to: int) -> None:
+    """Advance staging from off to stage `to`, one real transition at a time."""
+    for _ in range(to + 1):
+        ran = ts.run(site.plan_path, *ADVANCE)
+        assert ran.code == 0, str(ran)
+    assert site.stage() == to
+
+
+def _assert_one_chain(site: ts.Site, shown: str) -> list[history.HistoryRecord]:
+    """The history is whole JSON line by line, every transition starts where the previous
+    one ended, each is bracketed by its verifies, and the stage file is where the last one
+    went; the lock is free and no temp file is left."""
+    raw = ts.raw_history(site)
+    records = site.records()
+    assert len(raw) == len(records), shown
+    moves = [r for r in records if r.action in history.TRANSITIONS]
+    for before, after in itertools.pairwise(moves):
+        assert after.from_ == before.to, (shown, [(m.action, m.from_, m.to) for m in moves])
+    ts.assert_transitions_bracketed(records)
+    assert moves and site.stage() == moves[-1].to, shown
+    assert lockfile.holder(site.lock_file()) is None
+    assert site.temp_files() == []
+    return records
+
+
+def test_advances_reverts_and_verifies_at_once_stay_one_chain(site: ts.Site) -> None:
+    """Four advances, four reverts and four verifies started together (12-way) are
+    serialised by the lock: the transitions form one unbroken chain, each bracketed by its
+    verifies, every verify record names the stage current when it was recorded, and no
+    history line is lost or torn."""
+    _climb(site, 3)
+    before = len(site.records())
+    kinds = [ADVANCE, REVERT, VERIFY] * 4
+    procs = [ts.spawn(site.plan_path, *args) for args in kinds]
+    runs = [ts.finish(p, timeout=200) for p in procs]
+    shown = "\n\n".join(map(str, runs))
+    for args, ran in zip(kinds, runs, strict=True):
+        # A verify may probe while the live site is between two stages: 1 is honest there.
+        assert ran.code in ((0, 1) if args is VERIFY else (0,)), shown
+        assert "Traceback" not in ran.err, shown
+    records = _assert_one_chain(site, shown)
+    new = records[before:]
+    moved = [r for r in new if r.action in history.TRANSITIONS]
+    noops = sum("nothing to do" in r.out or "nothing to revert" in r.out for r in runs)
+    assert len(moved) + noops == 8, shown
+    assert (
+        sum(r.action == "advance" for r in moved) + sum("nothing to do" in r.out for r in runs) == 4
+    ), shown
+    at = 3
+    for r in new:  # each standalone verify names the stage it was recorded at
+        if r.action in history.TRANSITIONS:
+            at = r.to
+        else:
+            assert r.to == at, shown
+    # An advance records a verify before and after it, a revert only after (it waits on no
+    # gate); what is left is the four verify commands', each recorded exactly once.
+    advances = sum(m.action == "advance" for m in moved)
+    verifies = sum(r.action == "verify" for r in new)
+    assert verifies - 2 * advances - (len(moved) - advances) == 4, shown
+    verify_exits = [r.code for a, r in zip(kinds, runs, strict=True) if a is VERIFY]
+    chain = [(m.action, m.from_, m.to) for m in moved]
+    print(f"12-way mixed: {len(moved)} transitions {chain}, {noops} no-ops, verify {verify_exits}")
+    figures.record("concurrency-mixed", transitions=chain, noops=noops, verify_exits=verify_exits)

@@ -5,7 +5,8 @@ then either agrees with the file or `rollout status` says the transition was int
 the kernel releases the lock with the process; and the next advance or revert brings the
 environment back to a consistent, verified stage. The kill points are random (the seed is
 in every assertion message, and ROLLOUT_CRASH_SEED replays one), drawn across the whole run
-time of the command as measured first on the same machine.
+time of the command as measured first on the same machine. CI runs 24 trials; the deep run
+(ROLLOUT_DEEP=1, see tests/reliability/budget.py) runs 100.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from rollout import history, lockfile, settings
 from rollout.names import Stage
 from tests import transitions_support as ts
 from tests.conftest import Result
+from tests.reliability import figures
+from tests.reliability.budget import budget
 
 pytestmark = pytest.mark.integration
 
-TRIALS = 24
+TRIALS = budget(24, 100)
 SETTLE = ("--settle", "10")
 Rollout = Callable[..., Result]
 
@@ -106,6 +109,7 @@ def _assert_after_kill(site: ts.Site, rollout: Rollout, old: Stage, new: Stage, 
     assert lockfile.holder(site.lock_file()) is None, f"{where}: the lock is still held"
     with lockfile.hold(site.lock_file(), "staging", timeout=0.5):
         pass  # the next command gets the lock at once
+    ts.wait_serving(site, current, where)  # the middleware serves what the file says
 
 
 def _phase(
@@ -187,6 +191,14 @@ def test_sigkill_anywhere_leaves_a_consistent_recoverable_environment(
         _assert_clean(site, rollout, f"{where}, after the follow-up {fix}")
 
     counts = ", ".join(f"{phase}: {n}" for phase, n in sorted(phases.items()))
+    figures.record(
+        "crash",
+        seed=seed,
+        trials=TRIALS,
+        phases=dict(phases),
+        follow_ups=dict(followed),
+        normal_seconds=normal,
+    )
     print(
         f"\nSIGKILL trials (seed={seed}, normal run advance {normal['advance']:.2f}s, "
         f"revert {normal['revert']:.2f}s): {counts}; follow-ups {dict(followed)}"

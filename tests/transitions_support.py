@@ -169,6 +169,23 @@ def live_headers(local: LocalEnvironment, path: str = "/") -> dict[str, list[str
     return out
 
 
+def wait_serving(site: Site, expected: settings.StageSettings, where: str = "") -> None:
+    """Poll (10 s at most) until the app, behind the edge, sends exactly the app-owned
+    headers `expected` names: the middleware has picked up the stage file as it is."""
+    local = site.locals[expected.environment]
+    want = {name: [value] for name, value in expected.app.items()}
+    deadline = time.monotonic() + 10.0
+    while True:
+        live = live_headers(local)
+        seen = {name: live.get(name, []) for name in (*want, "strict-transport-security")}
+        if all(seen[name] == want.get(name, []) for name in seen):
+            return
+        assert time.monotonic() < deadline, (
+            f"{where}: the app serves {seen}, the stage file (stage {expected.stage}) says {want}"
+        )
+        time.sleep(0.05)
+
+
 def command(plan: Path, *args: str) -> list[str]:
     """`python -m rollout ARGS --plan PLAN` as argv."""
     return [PYTHON, "-m", "rollout", *args, "--plan", str(plan)]

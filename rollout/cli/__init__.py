@@ -52,6 +52,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "The transitions of an environment: when, who, why.",
     ),
     "render": ("rollout.cli.render:render", "A stage as nginx, Apache, Django, headers or JSON."),
+    "reports": (
+        "rollout.cli.reports:reports",
+        "The CSP violations browsers reported, with the smallest fix.",
+    ),
     "init": (
         "rollout.cli.init:init",
         "Probe a live site and write a starting plan from what it sends.",

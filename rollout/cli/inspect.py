@@ -177,6 +177,7 @@ def history(opts: Options, env_name: str) -> None:
       rollout history production --json
     """
     from rollout import history as log
+    from rollout.status import printable
 
     plan = opts.load_plan()
     name = plan.environment(env_name).name
@@ -191,11 +192,5 @@ def history(opts: Options, env_name: str) -> None:
     for r in records:
         row = [r.time, r.action, str(_label(r.from_)), str(_label(r.to))]
         row += ["yes" if r.verified else "no", r.user, r.reason]
-        rows.append([_printable(cell) for cell in row])
+        rows.append([printable(cell) for cell in row])
     opts.emit("\n".join(_table(rows)) + "\n")
-
-
-def _printable(text: str) -> str:
-    """A history field as one safe line: control and escape characters shown, not obeyed,
-    so a planted record cannot forge rows or repaint the terminal."""
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)

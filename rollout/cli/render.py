@@ -77,8 +77,8 @@ def render(
             "ladder.hsts" if name == HSTS else f"policy.{CSP if name in CSP_FAMILY else name}"
         )
         raise PlanError(f"{opts.plan_path}: {plan_key}: {why}")
-    text = render_stage(settings, fmt, django=int(django), settings_path=path)
     output = opts.output
+    text = render_stage(settings, fmt, django=int(django), settings_path=path, output=output)
     if opts.json and fmt != "json":
         if output is not None:  # the file gets the configuration; stdout says where
             replace(output, text)

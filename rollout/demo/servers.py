@@ -75,6 +75,14 @@ class LocalEnvironment:
             for public, local in ((443, self.https_port), (80, self.http_port))
         ]
 
+    def flush_reports(self, timeout: float = 10.0) -> bool:
+        """Write the app's queued CSP reports and page views to the store now."""
+        return self._app.headers.reports.collector.flush(timeout)
+
+    def report_stats(self) -> dict[str, int]:
+        """How the app's report endpoint answered so far: counts by status and format."""
+        return self._app.headers.reports.stats()
+
     def set_edge_headers(self, headers: Mapping[str, str]) -> None:
         """Replace what the edge adds to every response, from the next request on."""
         self._edge.headers = _checked(headers)
@@ -107,8 +115,13 @@ def start(
     subdomain: str = "api.shop.demo.test",
     check_interval: float = 0.2,
     pages: Iterable[str] = ("/", "/account"),
+    head: str = "",
+    site: ASGIApp | None = None,
 ) -> LocalEnvironment:
-    """Start the app (stamping `settings`), the edge and the redirector; CA PEM in folder."""
+    """Start the app (stamping `settings`), the edge and the redirector; CA PEM in folder.
+
+    The app serves `pages` (each with `head` in its HTML), or is `site` when given.
+    """
     import trustme  # the `demo` extra: the rest of rollout runs without it
 
     headers = _checked(edge_headers)
@@ -128,7 +141,8 @@ def start(
             undo.callback(socks[-1].close)
         app_sock, https_sock, http_sock = socks
         app_port, https_port, http_port = (s.getsockname()[1] for s in socks)
-        app = SecurityHeaders(_site(pages), settings=settings, check_interval=check_interval)
+        inner = site or _site(pages, head)
+        app = SecurityHeaders(inner, settings=settings, check_interval=check_interval)
         app_server = _AppServer(app, app_sock)
         undo.callback(app_server.stop)
         edge = _Edge(https_sock, http_sock, tls, app_port, headers)
@@ -170,11 +184,14 @@ def _checked(headers: Mapping[str, str]) -> Headers:
     return tuple(headers.items())
 
 
-PAGE = "<!doctype html>\n<title>rollout demo</title>\n<h1>{path}</h1>\n<p>A page.</p>\n"
+PAGE = "<!doctype html>\n<title>rollout demo</title>{head}\n<h1>{path}</h1>\n<p>A page.</p>\n"
 
 
-def _site(pages: Iterable[str]) -> ASGIApp:
-    """A page server with no framework: every header on its responses is the middleware's."""
+def _site(pages: Iterable[str], head: str = "") -> ASGIApp:
+    """A page server with no framework: every header on its responses is the middleware's.
+
+    `head` goes into every page as it is (scripts, images): what a policy may block.
+    """
     known = frozenset(pages)
 
     async def site(scope: Scope, receive: Receive, send: Send) -> None:
@@ -183,7 +200,7 @@ def _site(pages: Iterable[str]) -> ASGIApp:
         # HEAD as GET (RFC 9110 §9.3.2), so `curl -I` shows what a browser gets.
         if scope["method"] in ("GET", "HEAD") and scope["path"] in known:
             status, kind = 200, b"text/html; charset=utf-8"
-            body = PAGE.format(path=html.escape(scope["path"])).encode()
+            body = PAGE.format(path=html.escape(scope["path"]), head=head).encode()
         else:
             status, kind, body = 404, b"text/plain; charset=utf-8", b"not found\n"
         length = str(len(body)).encode()
@@ -204,8 +221,10 @@ def _site(pages: Iterable[str]) -> ASGIApp:
 class _AppServer:
     """uvicorn in a daemon thread, serving on a socket bound beforehand."""
 
-    def __init__(self, app: ASGIApp, sock: socket.socket) -> None:
+    def __init__(self, app: SecurityHeaders, sock: socket.socket) -> None:
         import uvicorn  # the `demo` extra
+
+        self.headers = app
 
         config = uvicorn.Config(
             app,

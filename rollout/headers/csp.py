@@ -248,21 +248,24 @@ def diff(expected: CSP, actual: CSP) -> str | None:
     return "; ".join(reasons) or None
 
 
-def with_report_uri(policy_text: str, uri: str) -> str:
-    """policy_text with `report-uri uri` in each policy, replacing any report-uri there."""
+def with_report_uri(policy_text: str, uri: str, group: str = "") -> str:
+    """policy_text with `report-uri uri` in each policy, replacing any report-uri there;
+    with a group, also `report-to group` (the Reporting API), replacing any report-to."""
     if not uri or any(c in uri for c in ";,'\"") or uri != uri.strip() or len(uri.split()) != 1:
         raise HeaderValueError(
             f"report URI {uri!r} must be one URL without spaces, quotes, ';' or ','"
         )
     clean(uri)
+    replaced = {"report-uri", "report-to"} if group else {"report-uri"}
+    added = [f"report-uri {uri}", *([f"report-to {group}"] if group else [])]
     policies = []
     for part in clean(policy_text).split(","):
         kept = [
             t.strip(_WS)
             for t in part.split(";")
-            if t.strip(_WS) and t.split()[0].lower() != "report-uri"
+            if t.strip(_WS) and t.split()[0].lower() not in replaced
         ]
-        policies.append("; ".join([*kept, f"report-uri {uri}"]))
+        policies.append("; ".join([*kept, *added]))
     return ", ".join(policies)
 
 

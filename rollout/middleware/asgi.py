@@ -20,6 +20,7 @@ from time import monotonic
 from typing import Any
 
 from rollout.middleware.watch import SettingsWatcher
+from rollout.reports.endpoint import ReportEndpoint
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -40,10 +41,13 @@ class SecurityHeaders:
         trusted_proxies: Iterable[str] = DEFAULT_TRUSTED_PROXIES,
         *,
         check_interval: float = 1.0,
+        reports_store: str | os.PathLike[str] | None = None,
     ) -> None:
         self.app = app
         self.watcher = SettingsWatcher(settings, interval=check_interval)
         proxies = frozenset(trusted_proxies)
+        # CSP reports: the endpoint on the report-uri's path, page views (docs/reports.md).
+        self.reports = ReportEndpoint(settings, store=reports_store, trusted_proxies=proxies)
         self._trust_all = "*" in proxies
         self._trusted = proxies
 
@@ -55,6 +59,12 @@ class SecurityHeaders:
         if monotonic() >= watcher.next_check:
             watcher.refresh()
         snapshot = watcher.snapshot
+        route = self.reports.route(snapshot.settings)
+        if route is not None:
+            if self.reports.is_report(route, scope):
+                await self.reports.answer(route, scope, receive, send)
+                return
+            send = self.reports.count_views(route, scope, send)
         if not snapshot.https:  # stage off, or nothing app-owned: cost nothing
             await self.app(scope, receive, send)
             return

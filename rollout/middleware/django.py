@@ -28,6 +28,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings as django_settings
 
 from rollout.middleware.watch import SettingsWatcher
+from rollout.reports.endpoint import ReportEndpoint
 
 DEFAULT_SETTINGS = "stages/production.toml"
 
@@ -46,6 +47,9 @@ class SecurityHeadersMiddleware:
         proxies = frozenset(getattr(django_settings, "ROLLOUT_TRUSTED_PROXIES", ()))
         self._trust_all = "*" in proxies
         self._trusted = proxies
+        # CSP reports: the endpoint on the report-uri's path, page views (docs/reports.md).
+        store = getattr(django_settings, "ROLLOUT_REPORTS_STORE", None)
+        self.reports = ReportEndpoint(path, store=store, trusted_proxies=proxies)
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             # Tell Django this instance is a coroutine function, as MiddlewareMixin does.
@@ -54,15 +58,25 @@ class SecurityHeadersMiddleware:
     def __call__(self, request: Any) -> Any:
         if self.async_mode:
             return self.__acall__(request)
-        return self.process_response(request, self.get_response(request))
+        return self._report(request) or self.process_response(request, self.get_response(request))
 
     async def __acall__(self, request: Any) -> Any:
         get_response: Callable[[Any], Awaitable[Any]] = self.get_response
-        return self.process_response(request, await get_response(request))
+        return self._report(request) or self.process_response(request, await get_response(request))
+
+    def _report(self, request: Any) -> Any:
+        """The answer to a CSP report POST (no I/O: queued for a thread), else None."""
+        route = self.reports.route(self.watcher.current().settings)
+        if route is not None and self.reports.is_django_report(route, request):
+            return self.reports.django_answer(route, request)
+        return None
 
     def process_response(self, request: Any, response: Any) -> Any:
         """Fill in every app-owned header the view (or an inner middleware) did not set."""
         snapshot = self.watcher.current()
+        route = self.reports.route(snapshot.settings)
+        if route is not None:
+            self.reports.django_count(route, request, response)
         pairs = snapshot.https_str if self._is_secure(request) else snapshot.http_str
         headers = response.headers
         for name, value in pairs:

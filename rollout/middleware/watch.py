@@ -2,12 +2,13 @@
 
 A request only pays for a monotonic-clock comparison; once the interval has passed, one
 request (the one that takes the lock) stats the file and, when its identity
-`(mtime_ns, size, inode)` changed, parses it and replaces the snapshot with a single
-attribute assignment. Readers never see a half-built snapshot, so no lock guards reads.
+`(mtime_ns, ctime_ns, size, inode)` changed, reads it, checks it (`admission`: whole,
+grammatical, one stage) and replaces the snapshot with a single attribute assignment.
+Readers never see a half-built snapshot, so no lock guards reads.
 
-Nothing a stage file holds can make a request fail: any error while reading or parsing a
-new version is logged once for that version, and the last good snapshot stays (stage off
-when none loaded yet, e.g. a bad file at start-up).
+Nothing a stage file holds can make a request fail: any error while reading or checking
+a new version keeps the last good snapshot (stage off when none loaded yet, e.g. a bad
+file at start-up) and is logged once, naming the file and the reason.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from pathlib import Path
 
 from rollout.errors import SettingsError
 from rollout.names import CSP, CSP_RO, FIELD_VALUE, HEADER_NAME, HSTS
-from rollout.settings import NotRegularFile, StageSettings, loads, read_regular
+from rollout.settings import NotRegularFile, StageSettings, read_regular
 
 logger = logging.getLogger("rollout.middleware")
 
 _HSTS_BYTES = HSTS.encode()
 
 Header = tuple[bytes, bytes]
-FileKey = tuple[int, int, int] | None  # (mtime_ns, size, inode); None when absent
+FileKey = tuple[int, int, int, int] | None  # (mtime_ns, ctime_ns, size, inode); None: absent
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,21 +81,42 @@ def _csp_mode(app: dict[str, str]) -> bool | None:
 
 
 OFF = Snapshot.build(None)
-_UNSTATABLE: FileKey = (-1, -1, -1)
+_UNSTATABLE: FileKey = (-1, -1, -1, -1)
+# A file changed this recently may still be changing within the same timestamp tick (an
+# in-place rewrite of the same length): read it once more when it is this old.
+RACY_NS = 1_000_000_000
+# The same error is logged again only if it comes back after this long.
+REPEAT_AFTER = 300.0
+_REMEMBERED = 64
 
 
 class SettingsWatcher:
     """Holds the current Snapshot of one stage file and refreshes it when the file changes."""
 
     def __init__(self, path: str | os.PathLike[str], interval: float = 1.0) -> None:
-        self.path = Path(path)
+        given = os.fspath(path)
+        try:
+            cwd = os.getcwd()
+        except OSError:  # the working folder was deleted: nothing to resolve against
+            cwd = ""
+        # Absolute once, at start-up: a later chdir (a daemon, a test) changes nothing.
+        self.path = Path(os.path.normpath(os.path.join(cwd, given)) if cwd else given)
         self.interval = interval
         self._lock = threading.Lock()
         self._key: FileKey = None
         self._bad_key: FileKey = None
+        self._recheck_ns: int | None = None  # wall-clock ns after which to read once more
+        self._logged: dict[str, float] = {}  # error line -> monotonic time logged
         self.snapshot: Snapshot = OFF
         self.next_check = 0.0
         self.refresh()
+        if self.snapshot.settings is None and not os.path.lexists(self.path):
+            relative = "" if os.path.isabs(given) else f" ({given!r} from {cwd or '?'})"
+            logger.warning(
+                "%s%s: does not exist; stage off, no app-owned headers until it appears",
+                self.path,
+                relative,
+            )
 
     def current(self) -> Snapshot:
         """The snapshot to use for this request, refreshing first if the interval passed."""
@@ -117,13 +139,16 @@ class SettingsWatcher:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            self._gone()
+            if os.path.lexists(self.path):  # a symlink to nothing is no deletion
+                self._fail(_UNSTATABLE, f"{self.path}: is a symlink to a missing file")
+            else:
+                self._gone()
             return
-        except Exception as exc:  # OSError, or ValueError for a path holding a NUL
+        except Exception as exc:  # OSError (a symlink loop...), or ValueError for a NUL
             self._fail(_UNSTATABLE, f"{self.path}: cannot stat: {_reason(exc)}")
             return
-        key: FileKey = (st.st_mtime_ns, st.st_size, st.st_ino)
-        if key == self._key or key == self._bad_key:
+        key = _key(st)
+        if (key == self._key or key == self._bad_key) and not self._recheck_due():
             return
         if not stat.S_ISREG(st.st_mode):
             # A FIFO would block open() until a writer came: on the event loop (or in
@@ -134,8 +159,14 @@ class SettingsWatcher:
             # The key comes from fstat on the descriptor read, so it always belongs to
             # the bytes parsed; opened non-blocking in case the file was just swapped.
             data, fs = read_regular(self.path)
-            key = (fs.st_mtime_ns, fs.st_size, fs.st_ino)
-            settings = loads(data, source=str(self.path))
+            key = _key(fs)
+            self._recheck_ns = fs.st_mtime_ns + RACY_NS if _racy(fs) else None
+            # The grammars load at the first reload, not at import; should they fail to
+            # (a broken install), that is one logged error, never a failed request.
+            from rollout.middleware import admission
+
+            settings = admission.admit(data, source=str(self.path))
+            self._same_environment(settings)
             snapshot = Snapshot.build(settings)
         except FileNotFoundError:
             self.next_check = 0.0  # replaced between stat and open: look again next request
@@ -143,8 +174,11 @@ class SettingsWatcher:
         except NotRegularFile:
             self._fail(key, f"{self.path}: is not a regular file")
             return
+        except OSError as exc:  # unreadable (permissions), an I/O error
+            self._fail(key, f"{self.path}: cannot read: {_reason(exc)}")
+            return
         except SettingsError as exc:
-            message = str(exc)  # loads names the file; Snapshot.build only the key
+            message = str(exc)  # admit names the file; Snapshot.build only the key
             if not message.startswith(f"{self.path}:"):
                 message = f"{self.path}: {message}"
             self._fail(key, message)
@@ -153,8 +187,25 @@ class SettingsWatcher:
             self._fail(key, f"{self.path}: cannot load: {_reason(exc)}")
             return
         self._key, self._bad_key = key, None
+        if settings == self.snapshot.settings:
+            return  # the same settings again (touched, re-read): nothing to say
         self.snapshot = snapshot  # the atomic swap
         logger.info("%s: stage %s (%s) loaded", self.path, settings.label, settings.name)
+
+    def _recheck_due(self) -> bool:
+        if self._recheck_ns is None or time.time_ns() < self._recheck_ns:
+            return False
+        self._recheck_ns = None
+        return True
+
+    def _same_environment(self, settings: StageSettings) -> None:
+        served = self.snapshot.settings
+        if served is not None and served.environment != settings.environment:
+            raise SettingsError(
+                f"environment: {settings.environment!r}, but this process serves "
+                f"{served.environment!r}: another environment's file (a wrong copy or "
+                "symlink?); restart the app to switch environments"
+            )
 
     def _gone(self) -> None:
         # rollout replaces the file atomically and never deletes it, so a file that was
@@ -170,13 +221,32 @@ class SettingsWatcher:
         self._key, self._bad_key, self.snapshot = None, None, OFF
 
     def _fail(self, key: FileKey, message: str) -> None:
-        # One error per bad version of the file, not one per second while it stays bad.
-        if key != self._bad_key:
-            if self.snapshot.settings is None:
-                logger.error("%s; no good settings yet: stage off, no app-owned headers", message)
-            else:
-                logger.error("%s; keeping the last good settings", message)
+        # Remembered by version (not parsed again while it stays) and by line: a rewrite
+        # in place read midway several times, or a file flapping between two bad
+        # versions, is one line per distinct error, not one per version or per second.
+        # The same line comes again only after REPEAT_AFTER: a new incident by then.
         self._bad_key = key
+        if self.snapshot.settings is None:
+            line = f"{message}; no good settings yet: stage off, no app-owned headers"
+        else:
+            line = f"{message}; keeping the last good settings"
+        now = time.monotonic()
+        last = self._logged.pop(line, None)
+        if last is not None and now - last < REPEAT_AFTER:
+            self._logged[line] = last
+            return
+        if len(self._logged) >= _REMEMBERED:
+            self._logged.pop(next(iter(self._logged)))
+        self._logged[line] = now
+        logger.error("%s", line)
+
+
+def _key(st: os.stat_result) -> FileKey:
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+
+
+def _racy(st: os.stat_result) -> bool:
+    return abs(time.time_ns() - st.st_mtime_ns) < RACY_NS
 
 
 def _reason(exc: Exception) -> str:

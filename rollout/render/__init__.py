@@ -71,8 +71,10 @@ def render(
     *,
     django: int = 6,
     settings_path: Path | None = None,
+    output: Path | None = None,
 ) -> str:
-    """Render a stage in one of FORMATS; `django` and `settings_path` shape the Django one.
+    """Render a stage in one of FORMATS; `django`, `settings_path` (the stage file) and
+    `output` (where the text goes) shape the Django one.
 
     A stage that would not render safely (see `refusal`) raises SettingsError naming the
     stage file (settings_path, else the environment's) and the key.
@@ -100,5 +102,7 @@ def render(
 
         if django not in DJANGO_VERSIONS:
             raise InputError(f"--django: {django} is not one of 5, 6")
-        return render_django(settings, version=django, settings_path=settings_path)
+        return render_django(
+            settings, version=django, settings_path=settings_path, module_path=output
+        )
     raise InputError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")

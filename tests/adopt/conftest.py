@@ -23,6 +23,8 @@ name = "hsts-1h"
 "strict-transport-security" = "max-age=3600"
 "content-security-policy-report-only" = "default-src 'self'; report-uri /csp-report"
 "referrer-policy" = "no-referrer"
+
+[edge]
 """
 
 

@@ -13,7 +13,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_demo_runs_the_whole_job_and_cleans_up() -> None:
-    """The demo climbs off -> preload, reverts twice, prints its summary and leaves no folder."""
+    """The demo climbs off -> preload (the CSP reports gate holding on a reported violation
+    until the plan allows it), reverts twice, prints its summary and leaves no folder."""
     before = set(Path(tempfile.gettempdir()).glob("rollout-demo-*"))
     proc = subprocess.run(
         [sys.executable, "-m", "rollout", "demo"],
@@ -32,6 +33,19 @@ def test_demo_runs_the_whole_job_and_cleans_up() -> None:
     assert sum(line.startswith("✓ staging is at stage ") for line in lines) == 8
     assert "✓ staging is at stage 7 (preload), verified live" in lines
     assert "✓ staging reverted to stage off, confirmed live; 2 edge-owned headers survived" in lines
+    # The CSP reports gate: a reported violation holds it, the fixed policy opens it.
+    held = [
+        x for x in lines if x.startswith("✗ staging stays at stage 3 (hsts-1d): gate csp-reports")
+    ]
+    assert len(held) == 1 and "https://cdn.shop.demo.test" in held[0]
+    assert (
+        "✓ staging sends the plan's new CSP report-only (its soak starts now) at stage 3 "
+        "(hsts-1d), verified live"
+    ) in lines
+    assert "  ✓ csp-reports  0 distinct violations (csp-violations = 0), 1 page view, 0 " in (
+        "\n".join(lines)
+    )
+    assert "the CSP reports gate held on a violation a visitor reported" in lines[-1]
     assert "Traceback" not in proc.stdout + proc.stderr
     assert set(Path(tempfile.gettempdir()).glob("rollout-demo-*")) == before
 

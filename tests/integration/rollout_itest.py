@@ -210,13 +210,51 @@ http {{
 """
 
 
-class Nginx:
+class ServerProcess:
+    """A proxy subprocess listening on `ports`: launched, awaited, stopped by signal."""
+
+    name = "server"
+    stop_signal = signal.SIGTERM
+    ports: Ports
+    proc: subprocess.Popen[bytes] | None = None
+
+    def _launch(self, argv: list[str], log: Path | None = None) -> None:
+        """Start argv and wait until both ports listen; else stop it and say why."""
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_for_port(self.ports.https, proc=self.proc)
+            wait_for_port(self.ports.http, proc=self.proc)
+        except RuntimeError:
+            err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+            logged = log.read_text() if log is not None and log.exists() else ""
+            self.stop()
+            raise RuntimeError(f"{self.name} did not start: {err}{logged}") from None
+
+    def stop(self) -> None:
+        """Stop it (stop_signal, then SIGKILL) and wait for it to exit."""
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.send_signal(self.stop_signal)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+class Nginx(ServerProcess):
     """A real nginx in a temporary prefix, proxying to an app port; restarted per config."""
+
+    name = "nginx"
+    stop_signal = signal.SIGQUIT  # graceful: its ports are free once it exits
 
     def __init__(self, binary: str, tmp: Path, cert: Any, app_port: int) -> None:
         self.binary, self.tmp, self.app_port = binary, tmp, app_port
         self.ports = Ports(https=free_port(), http=free_port())
-        self.proc: subprocess.Popen[bytes] | None = None
         cert.private_key_pem.write_to_path(str(tmp / "key.pem"))
         cert.cert_chain_pems[0].write_to_path(str(tmp / "cert.pem"))
         for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
@@ -242,33 +280,108 @@ class Nginx:
         )
         (self.tmp / "nginx.conf").write_text(conf)
         globals_ = f"daemon off; pid {self.tmp}/nginx.pid; error_log {self.tmp}/error.log warn;"
-        self.proc = subprocess.Popen(
-            [self.binary, "-p", str(self.tmp), "-c", str(self.tmp / "nginx.conf"), "-g", globals_],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+        self._launch(
+            [self.binary, "-p", str(self.tmp), "-c", str(self.tmp / "nginx.conf"), "-g", globals_]
         )
-        try:
-            wait_for_port(self.ports.https, proc=self.proc)
-            wait_for_port(self.ports.http, proc=self.proc)
-        except RuntimeError:
-            err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-            self.stop()
-            raise RuntimeError(f"nginx did not start: {err}") from None
 
-    def stop(self) -> None:
-        """Stop nginx (SIGQUIT, then SIGKILL) and wait for its ports to be free."""
-        if self.proc is None:
-            return
-        proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGQUIT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        if proc.stderr:
-            proc.stderr.close()
+
+APACHE_MODULES = ("/usr/lib/apache2/modules", "/usr/lib64/httpd/modules", "/usr/lib/httpd/modules")
+
+
+def find_apache() -> tuple[str, Path]:
+    """httpd and its modules folder ($APACHE2, PATH, /usr/sbin); absent: skip with the
+    reason, or fail under CI=true (where .ci/run installs Debian's apache2)."""
+    wanted = os.environ.get("APACHE2")
+    if wanted:
+        binary = wanted if os.access(wanted, os.X_OK) else None
+    else:
+        binary = shutil.which("apache2") or shutil.which("httpd")
+        for candidate in ("/usr/sbin/apache2", "/usr/sbin/httpd"):
+            if binary is None and os.access(candidate, os.X_OK):
+                binary = candidate
+    modules = next((Path(d) for d in APACHE_MODULES if Path(d, "mod_headers.so").exists()), None)
+    if binary is None or modules is None:
+        reason = "apache2 (httpd with mod_headers) is not installed"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI=true requires it (apt-get install -y apache2)")
+        pytest.skip(f"{reason}; apt-get install -y apache2 to run it")
+    return binary, modules
+
+
+def apache_modules(modules: Path, names: Sequence[str]) -> str:
+    """LoadModule lines for an MPM and the named modules (headers, ssl, proxy, ...)."""
+    mpm = next(
+        (m for m in ("mod_mpm_event.so", "mod_mpm_prefork.so") if (modules / m).exists()), None
+    )
+    lines = [f"LoadModule mpm_{mpm[8:-3]}_module {modules / mpm}"] if mpm else []
+    lines += [f"LoadModule {name}_module {modules / f'mod_{name}.so'}" for name in names]
+    return "\n".join(lines) + "\n"
+
+
+APACHE_CONF = """\
+ServerRoot {tmp}
+ServerName {host}
+PidFile {tmp}/httpd.pid
+ErrorLog {tmp}/error.log
+LogLevel warn
+{user}
+Listen 127.0.0.1:{http_port}
+Listen 127.0.0.1:{https_port}
+{modules}
+<VirtualHost *:{http_port}>
+    ServerAlias {subdomain}
+    RewriteEngine on
+    RewriteRule ^ https://%{{HTTP_HOST}}%{{REQUEST_URI}} [R=301,L]
+</VirtualHost>
+<VirtualHost *:{https_port}>
+    ServerAlias {subdomain}
+    SSLEngine on
+    SSLCertificateFile {tmp}/cert.pem
+    SSLCertificateKeyFile {tmp}/key.pem
+    Include {tmp}/rollout-headers.conf
+    ProxyPreserveHost On
+    RequestHeader set X-Forwarded-Proto "https"
+    ProxyPass / http://127.0.0.1:{app_port}/
+    ProxyPassReverse / http://127.0.0.1:{app_port}/
+</VirtualHost>
+"""
+
+
+class Apache(ServerProcess):
+    """A real httpd (-X, one process in the foreground) proxying to an app port."""
+
+    name = "httpd"
+
+    MODULES = ("authz_core", "headers", "rewrite", "ssl", "socache_shmcb", "proxy", "proxy_http")
+
+    def __init__(self, tmp: Path, cert: Any, app_port: int) -> None:
+        self.binary, self.modules = find_apache()
+        self.tmp, self.app_port = tmp, app_port
+        self.ports = Ports(https=free_port(), http=free_port())
+        cert.private_key_pem.write_to_path(str(tmp / "key.pem"))
+        cert.cert_chain_pems[0].write_to_path(str(tmp / "cert.pem"))
+
+    def start(self, headers_conf: str) -> None:
+        """(Re)start httpd with this rendered header snippet; wait until it listens."""
+        self.stop()
+        (self.tmp / "rollout-headers.conf").write_text(headers_conf)
+        # httpd refuses to serve as root: as root, its one process switches to nobody
+        # once it has read the certificate and opened its logs.
+        user = "User nobody\nGroup nogroup" if os.geteuid() == 0 else ""
+        conf = APACHE_CONF.format(
+            tmp=self.tmp,
+            host=HOST,
+            subdomain=SUBDOMAIN,
+            user=user,
+            http_port=self.ports.http,
+            https_port=self.ports.https,
+            app_port=self.app_port,
+            modules=apache_modules(self.modules, self.MODULES),
+        )
+        (self.tmp / "httpd.conf").write_text(conf)
+        self._launch(
+            [self.binary, "-X", "-f", str(self.tmp / "httpd.conf")], self.tmp / "error.log"
+        )
 
 
 @dataclass

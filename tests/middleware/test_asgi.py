@@ -178,7 +178,8 @@ def test_reloads_a_changed_file_after_the_interval(
     monkeypatch.setattr(watch.time, "monotonic", lambda: now[0])
     monkeypatch.setattr("rollout.middleware.asgi.monotonic", lambda: now[0])
     middleware = SecurityHeaders(plain_app(), stage_file)
-    write_stage_file(stage_file, app={**APP, "strict-transport-security": "max-age=3600"})
+    hsts_1h = {**APP, "strict-transport-security": "max-age=3600"}
+    write_stage_file(stage_file, app=hsts_1h, stage=2, name="hsts-1h")
     now[0] += 0.5
     assert dict(response_headers(call(middleware)))["strict-transport-security"] == "max-age=300"
     now[0] += 0.6
@@ -190,7 +191,7 @@ def test_bad_file_logs_one_error_and_keeps_last_good(
 ) -> None:
     """A corrupt rewrite is reported once and the previous headers stay in force."""
     middleware = SecurityHeaders(plain_app(), stage_file, check_interval=0)
-    stage_file.write_text('environment = "staging"\nstage = "sideways"\n')
+    stage_file.write_text('environment = "staging"\nstage = "sideways"\n[app]\n[edge]\n')
     with caplog.at_level(logging.ERROR, logger="rollout.middleware"):
         for _ in range(5):
             headers = dict(response_headers(call(middleware)))

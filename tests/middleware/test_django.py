@@ -138,7 +138,7 @@ def test_hot_reload_and_bad_file(configured: Path, caplog: pytest.LogCaptureFixt
     write_stage_file(configured, app={**APP, "x-frame-options": "SAMEORIGIN"})
     request = RequestFactory().get("/", secure=True)
     assert middleware(request).headers["X-Frame-Options"] == "SAMEORIGIN"
-    configured.write_text("not toml [")
+    configured.write_text("not toml [\n[edge]\n")
     with caplog.at_level(logging.ERROR, logger="rollout.middleware"):
         for _ in range(3):
             response = middleware(request)
@@ -146,18 +146,32 @@ def test_hot_reload_and_bad_file(configured: Path, caplog: pytest.LogCaptureFixt
     assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
 
 
-def test_missing_file_is_stage_off(tmp_path: Path) -> None:
-    """Without the stage file nothing is added."""
-    with override_settings(ROLLOUT_SETTINGS=str(tmp_path / "absent.toml")):
+def test_missing_file_is_stage_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A relative ROLLOUT_SETTINGS that resolves to nothing from the working folder means
+    stage off, and one warning names the absolute path watched and that it is absent."""
+    monkeypatch.chdir(tmp_path)
+    with (
+        override_settings(ROLLOUT_SETTINGS="stages/production.toml"),
+        caplog.at_level(logging.INFO, "rollout.middleware"),
+    ):
         response = SecurityHeadersMiddleware(view)(RequestFactory().get("/", secure=True))
     assert "Strict-Transport-Security" not in response.headers
-    assert "X-Frame-Options" not in response.headers
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path / 'stages' / 'production.toml'} ('stages/production.toml' from {tmp_path}): "
+        "does not exist; stage off, no app-owned headers until it appears"
+    ]
+    assert caplog.records[0].levelno == logging.WARNING
 
 
 def test_django6_csp_middleware_is_told_to_skip_the_other_csp_header(configured: Path) -> None:
     """An enforcing stage switches off Django 6's report-only copy; a report-only stage its
     enforcing copy; a view's own csp_override choice stays."""
-    enforcing = {"content-security-policy": "default-src 'self'"}
+    enforcing = {
+        "strict-transport-security": "max-age=604800",
+        "content-security-policy": "default-src 'self'",
+    }
     write_stage_file(configured, app=enforcing, stage=4, name="hsts-1w")
     response = SecurityHeadersMiddleware(view)(RequestFactory().get("/", secure=True))
     assert response._csp_ro_config == {}

@@ -48,7 +48,7 @@ def test_django_fragment_names_the_stage_file(
     args = ["--format", "django", "--django", "5", "--stage", "0", "--plan", str(path)]
     result = rollout("render", "staging", *args)
     assert result.code == 0, result.err
-    assert f"ROLLOUT_SETTINGS = {str(path.parent / 'staging.toml')!r}" in result.out
+    assert f'ROLLOUT_SETTINGS = "{path.parent / "staging.toml"}"' in result.out
     assert "SECURE_HSTS_SECONDS = 30" in result.out
 
 

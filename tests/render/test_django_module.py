@@ -7,6 +7,8 @@ subprocess, so the settings module is imported exactly as `manage.py` would.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import django
+import pytest
 
 from tests.conftest import Result
 
@@ -51,8 +54,9 @@ def site(root: Path, settings_py: str) -> Path:
     return package
 
 
-def loaded(root: Path) -> dict[str, Any]:
-    """The SECURE_*, X_FRAME_* and ROLLOUT_* settings Django ends up with for root's site."""
+def loaded(root: Path, cwd: str | None = None) -> dict[str, Any]:
+    """The SECURE_*, X_FRAME_* and ROLLOUT_* settings Django ends up with for root's site,
+    started in the working folder cwd (systemd's, gunicorn --chdir's) or this one."""
     env = {"DJANGO_SETTINGS_MODULE": "mysite.settings", "PYTHONPATH": str(root)}
     out = subprocess.run(
         [sys.executable, "-c", LOAD],
@@ -60,6 +64,7 @@ def loaded(root: Path) -> dict[str, Any]:
         text=True,
         check=True,
         timeout=60,
+        cwd=cwd,
         env={**env, "PATH": "/usr/bin:/bin"},
     )
     result: dict[str, Any] = json.loads(out.stdout)
@@ -131,3 +136,89 @@ def test_rendering_again_leaves_one_consistent_set(
     assert got == loaded(fresh)
     assert got["SECURE_HSTS_SECONDS"] == 3600
     assert got["SECURE_REFERRER_POLICY"] == "no-referrer"  # rollout's, over the project's
+
+
+# --- item 3: ROLLOUT_SETTINGS resolves from the Django project, not the working folder --
+
+
+def test_output_module_finds_the_stage_file_from_any_folder(
+    write_plan: Callable[..., Path],
+    rollout: Callable[..., Result],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rendered as `apply` does (in the plan's folder, `--output ../mysite/...`), the module
+    names the stage file relative to itself: Django started anywhere finds it, and so does
+    a copy of the project moved elsewhere."""
+    plan = write_plan()  # tmp_path/stages/plan.toml
+    package = site(tmp_path, BASE + IMPORT)
+    monkeypatch.chdir(plan.parent)
+    args = ["--format", "django", "--django", VERSION, "--stage", "2", "--plan", "plan.toml"]
+    result = rollout("render", "staging", *args, "--output", "../mysite/rollout_settings.py")
+    assert result.code == 0, result.err
+    assert '"../stages/staging.toml"' in (package / "rollout_settings.py").read_text()
+    assert loaded(tmp_path, "/")["ROLLOUT_SETTINGS"] == str(plan.parent / "staging.toml")
+    moved = tmp_path / "elsewhere" / "project"
+    shutil.copytree(tmp_path, moved, ignore=shutil.ignore_patterns("elsewhere"))
+    got = loaded(moved, "/")["ROLLOUT_SETTINGS"]
+    assert got == str(moved / "stages" / "staging.toml")
+
+
+def test_printed_fragment_names_the_absolute_path(
+    write_plan: Callable[..., Path], rollout: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cd stages && rollout render ... --format django` used to print 'staging.toml',
+    relative to wherever rollout ran; without --output it is the absolute path now."""
+    plan = write_plan()
+    monkeypatch.chdir(plan.parent)
+    result = rollout("render", "staging", "--format", "django", "--plan", "plan.toml")
+    assert result.code == 0, result.err
+    assert f'ROLLOUT_SETTINGS = "{plan.parent / "staging.toml"}"' in result.out
+
+
+def test_output_far_from_the_stage_file_names_the_absolute_path(
+    write_plan: Callable[..., Path], rollout: Callable[..., Result], tmp_path: Path
+) -> None:
+    """A module that shares no folder but / with the stage file gets its absolute path."""
+    plan = write_plan()
+    module = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+    if module is None:
+        pytest.skip("no /dev/shm: no folder outside the test's own tree to write to")
+    target = module / f"rollout_settings_{os.getpid()}.py"
+    try:
+        result = rollout(
+            "render", "staging", "--format", "django", "--output", str(target), "--plan", str(plan)
+        )
+        assert result.code == 0, result.err
+        assert f'ROLLOUT_SETTINGS = "{plan.parent / "staging.toml"}"' in target.read_text()
+    finally:
+        target.unlink(missing_ok=True)
+
+
+def test_a_projects_formatter_and_linter_leave_the_module_alone(
+    write_plan: Callable[..., Path], rollout: Callable[..., Result], tmp_path: Path
+) -> None:
+    """A generated file: a project's `ruff format --check` (even at line length 40, which
+    would rewrap every line) and `ruff check` accept it as rendered, printed or written."""
+    plan = write_plan()
+    package = site(tmp_path, BASE + IMPORT)
+    module = package / "rollout_settings.py"
+    for env, stage in (("staging", "off"), ("staging", "4"), ("production", "6")):
+        for version in ("5", "6"):
+            args = ["--format", "django", "--django", version, "--stage", stage, "--plan"]
+            written = rollout("render", env, *args, str(plan), "--output", str(module))
+            assert written.code == 0, written.err
+            printed = rollout("render", env, *args, str(plan))
+            for text in (module.read_text(), printed.out):
+                for command in (
+                    ["format", "--check", "--line-length", "40"],
+                    ["check", "--select", "E,F,W,I,UP,B,SIM,RUF"],
+                ):
+                    ruff = subprocess.run(
+                        [sys.executable, "-m", "ruff", *command, "--isolated", "-"],
+                        input=text,
+                        capture_output=True,
+                        text=True,
+                        timeout=60,
+                    )
+                    assert ruff.returncode == 0, ruff.stdout + ruff.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
 import subprocess
 from collections.abc import Callable
@@ -23,7 +22,15 @@ from rollout.render import FORMATS, render
 from rollout.render.nginx import render_nginx
 from rollout.settings import StageSettings, dumps
 from tests.conftest import PLAN, Result
-from tests.integration.rollout_itest import HOST, NGINX_CONF, SUBDOMAIN, Nginx, find_nginx
+from tests.integration.rollout_itest import (
+    HOST,
+    NGINX_CONF,
+    SUBDOMAIN,
+    Nginx,
+    apache_modules,
+    find_apache,
+    find_nginx,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 OLD = b'# the live snippet\nadd_header Strict-Transport-Security "max-age=86400" always;\n'
@@ -366,44 +373,62 @@ def test_nginx_t_rejects_what_a_hash_name_used_to_render(tmp_path: Path) -> None
     assert "emerg" in result.stderr
 
 
-APACHE_MODULES = ("/usr/lib/apache2/modules", "/usr/lib64/httpd/modules", "/usr/lib/httpd/modules")
-
-
-def find_apache() -> tuple[str, Path]:
-    """httpd and its modules folder; skip with the reason when absent (not installed in CI)."""
-    binary = shutil.which("apache2") or shutil.which("httpd")
-    for candidate in ("/usr/sbin/apache2", "/usr/sbin/httpd"):
-        if binary is None and os.access(candidate, os.X_OK):
-            binary = candidate
-    modules = next((Path(d) for d in APACHE_MODULES if Path(d, "mod_headers.so").exists()), None)
-    if binary is None or modules is None:
-        pytest.skip("apache2 (httpd with mod_headers) is not installed; the text tests cover it")
-    return binary, modules
-
-
-def test_apache_t_accepts_odd_values(tmp_path: Path) -> None:
-    """httpd's own config test parses the rendered snippet, odd values and all."""
+def apache_t(tmp_path: Path, snippet: str) -> subprocess.CompletedProcess[str]:
+    """`apache2 -t` on a minimal server config that includes snippet in a VirtualHost,
+    as the Apache guide does."""
     binary, modules = find_apache()
-    odd = {k: v for k, v in ODD.items() if "${" not in v}
-    (tmp_path / "rollout-headers.conf").write_text(
-        render(StageSettings("p", 1, "hsts-5m", {}, odd), "apache")
-    )
-    mpm = next(
-        (m for m in ("mod_mpm_event.so", "mod_mpm_prefork.so") if (modules / m).exists()), None
-    )
-    load = f"LoadModule mpm_event_module {modules / mpm}\n" if mpm == "mod_mpm_event.so" else ""
-    if mpm == "mod_mpm_prefork.so":
-        load = f"LoadModule mpm_prefork_module {modules / mpm}\n"
+    (tmp_path / "rollout-headers.conf").write_text(snippet)
     (tmp_path / "httpd.conf").write_text(
         f"ServerRoot {tmp_path}\nServerName {HOST}\nPidFile {tmp_path}/httpd.pid\n"
-        f"ErrorLog {tmp_path}/error.log\nListen 127.0.0.1:8\n{load}"
-        f"LoadModule headers_module {modules / 'mod_headers.so'}\n"
-        f"<VirtualHost *:8>\n  Include {tmp_path}/rollout-headers.conf\n</VirtualHost>\n"
+        f"ErrorLog {tmp_path}/error.log\nListen 127.0.0.1:8\n"
+        + apache_modules(modules, ["headers"])
+        + f"<VirtualHost *:8>\n  Include {tmp_path}/rollout-headers.conf\n</VirtualHost>\n"
     )
-    result = subprocess.run(
+    return subprocess.run(
         [binary, "-t", "-f", str(tmp_path / "httpd.conf")],
         capture_output=True,
         text=True,
         timeout=30,
+        env={k: v for k, v in os.environ.items() if not k.startswith("ROLLOUT_")},
     )
+
+
+@pytest.mark.integration
+@pytest.mark.apache
+def test_apache_t_accepts_every_rendered_stage(
+    write_plan: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Every stage of the production ladder (edge owns HSTS and nosniff) passes `apache2 -t`."""
+    plan = load_plan(write_plan())
+    for number in [None, *range(len(ladder.build(plan)))]:
+        snippet = render(ladder.settings_for(plan, "production", number), "apache")
+        folder = tmp_path / f"stage-{number}"
+        folder.mkdir()
+        result = apache_t(folder, snippet)
+        assert result.returncode == 0, result.stderr
+        assert "Syntax OK" in result.stderr + result.stdout
+
+
+@pytest.mark.integration
+@pytest.mark.apache
+def test_apache_t_accepts_odd_values(tmp_path: Path) -> None:
+    """httpd's own config test parses the rendered snippet, odd values and all."""
+    odd = {k: v for k, v in ODD.items() if "${" not in v}
+    result = apache_t(tmp_path, render(StageSettings("p", 1, "hsts-5m", {}, odd), "apache"))
     assert result.returncode == 0, result.stderr
+    assert "Syntax OK" in result.stderr + result.stdout
+
+
+@pytest.mark.integration
+@pytest.mark.apache
+def test_apache_t_substitutes_what_dollar_brace_used_to_render(tmp_path: Path) -> None:
+    """httpd reads `${NAME}` in the value the renderer used to write as a variable (and
+    warns it is undefined): why such a value is refused now, in every way it is quoted."""
+    value = "https://cdn.test/${ROLLOUT_NOT_DEFINED}"
+    escaped = value.replace("\\", "\\\\").replace("%", "%%")
+    old = render(StageSettings("p", 1, "hsts-5m", {}, {"x-a": "1"}), "apache")
+    old += f'Header always set X-Cdn "{escaped}"\n'
+    result = apache_t(tmp_path, old)
+    assert "${ROLLOUT_NOT_DEFINED} is not defined" in result.stderr, result.stderr
+    with pytest.raises(SettingsError, match=r"edge\.x-cdn: .*'\$\{'"):
+        render(StageSettings("p", 1, "hsts-5m", {}, {"x-cdn": value}), "apache")
