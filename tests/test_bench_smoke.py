@@ -56,6 +56,7 @@ def test_quick_run_writes_every_table_and_plot(tmp_path: Path) -> None:
         "Django",
         "verify: 20 pages",
         "verify at scale",
+        "Where a `rollout verify` process spends its time",
         "Start-up",
         "A real revert",
     ):
@@ -64,7 +65,7 @@ def test_quick_run_writes_every_table_and_plot(tmp_path: Path) -> None:
     rows = [line for line in page.splitlines() if line.startswith("| ") and "| —" in line]
     assert rows == []
     images = re.findall(r"\]\(results/([\w-]+\.png)\)", page)
-    assert len(images) == 8
+    assert len(images) == 9
     for image in images:
         assert (tmp_path / "results" / image).stat().st_size > 1000
     assert "## Goals" in page
