@@ -162,7 +162,9 @@ class Site:
             count = per_host if public_names else self.pages
             lines += [f"https://{h}:{self.port}/p/{i}" for i in range(count)]
             lines.append(f"https://{h}:{self.port}/rollout-404-{secrets.token_hex(8)}")
-            lines.append(f"http://{h}:{self.httpport}/")
+            # 127.0.0.1, not the name: curl 7.88's --parallel then reuses a TLS connection
+            # to the name for the plain-http port ("wrong version number").
+            lines.append(f"http://{'127.0.0.1' if h == 'localhost' else h}:{self.httpport}/")
         path = self.tmp / ("urls-public.txt" if public_names else "urls.txt")
         path.write_text("\n".join(lines) + "\n")
         return path
