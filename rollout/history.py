@@ -8,6 +8,7 @@ the stage file's stage unless a command died between the two writes: `interrupte
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -34,6 +35,7 @@ ADVANCE = "advance"
 ROLLBACK = "rollback"  # an advance that failed its live check, undone by itself
 REVERT = "revert"
 TRANSITIONS = frozenset({ADVANCE, ROLLBACK, REVERT})
+ACTIONS = TRANSITIONS | {VERIFY}
 _TIME = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -191,7 +193,11 @@ _RECORD_START = '{"time": "'
 
 def _parse(line: str) -> HistoryRecord:
     try:
-        obj = json.loads(line)
+        obj = json.loads(line, object_pairs_hook=_no_repeats)
+    except _Repeated as exc:
+        raise ValueError(
+            f"{exc}: repeated in one record; this file is written by rollout only"
+        ) from None
     except RecursionError:
         raise ValueError("nested too deeply; this file is written by rollout only") from None
     except ValueError:
@@ -207,6 +213,17 @@ def _parse(line: str) -> HistoryRecord:
             raise ValueError(f"{key}: {obj.get(key)!r} is not a string")
     if not isinstance(obj.get("verified", False), bool):
         raise ValueError(f"verified: {obj.get('verified')!r} is not true or false")
+    action = obj.get("action", "")
+    if action not in ACTIONS:
+        known = ", ".join(sorted(ACTIONS))
+        raise ValueError(
+            f"action: {action!r} is not one of {known}; this file is written by rollout only"
+        )
+    if "time" not in obj or (parse_time(obj["time"]) is None and not past_latest(obj["time"])):
+        raise ValueError(
+            f"time: {obj.get('time')!r} is not a time like 2026-11-21T23:59:00Z; this file "
+            "is written by rollout only"
+        )
     for key in ("time", "hsts_until"):
         if past_latest(obj.get(key, "")):
             raise ValueError(
@@ -215,7 +232,7 @@ def _parse(line: str) -> HistoryRecord:
             )
     return HistoryRecord(
         time=obj.get("time", ""),
-        action=obj.get("action", ""),
+        action=action,
         from_=_stage(obj.get("from"), "from"),
         to=_stage(obj.get("to"), "to"),
         reason=obj.get("reason", ""),
@@ -224,6 +241,19 @@ def _parse(line: str) -> HistoryRecord:
         hsts_until=obj.get("hsts_until", ""),
         apply_output=obj.get("apply_output", ""),
     )
+
+
+class _Repeated(ValueError):
+    """A key given twice in one record: json.loads would keep the last one silently."""
+
+
+def _no_repeats(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    obj: dict[str, object] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _Repeated(key)
+        obj[key] = value
+    return obj
 
 
 def _stage(value: object, key: str) -> Stage:
@@ -236,6 +266,12 @@ def _stage(value: object, key: str) -> Stage:
 
 
 def _why(exc: OSError) -> str:
+    # O_NOFOLLOW on a symlink fails with ELOOP and opening a socket with ENXIO: say what
+    # the path is rather than the kernel's words for those.
+    if exc.errno == errno.ELOOP:
+        return "is a symbolic link; rollout reads and appends only to a regular file"
+    if exc.errno == errno.ENXIO:
+        return "is not a regular file (a socket?); rollout reads and appends only to one"
     return exc.strerror or str(exc)
 
 

@@ -32,6 +32,7 @@ from rollout.addresses import (
 )
 from rollout.durations import MAX_DURATION, format_duration, parse_duration
 from rollout.errors import HeaderValueError, PlanError
+from rollout.headers.value import check_value
 from rollout.names import CSP_FAMILY, CSP_RO, HSTS, MAX_STAGES, ONE_YEAR, REPORTING_ENDPOINTS
 from rollout.settings import NotRegularFile, nesting_at, read_regular
 
@@ -121,7 +122,9 @@ class Policy(_Model):
     def _report_uri(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        # No backslash: the URI is also a quoted string in Reporting-Endpoints.
+        # Visible ASCII only, as in any header value; no backslash: the URI is also a
+        # quoted string in Reporting-Endpoints.
+        check_value(value)
         ok = re.match(r"^(https?://[^\s/?#\\]+|/)[^\s;,'\"\\]*\Z", value)
         if not ok:
             raise ValueError(f"{value!r} is not an https:// URL or a path starting with /")

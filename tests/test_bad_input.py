@@ -757,7 +757,9 @@ def test_corrupt_history_line_is_refused(
     """A history line that is not JSON is refused with the file and line number."""
     plan = write_plan()
     history = plan.parent / "staging.history.jsonl"
-    history.write_text('{"time": "t", "action": "verify", "from": 0, "to": 0}\n{oops\n{}\n')
+    history.write_text(
+        '{"time": "2026-01-01T00:00:00Z", "action": "verify", "from": 0, "to": 0}\n{oops\n{}\n'
+    )
     # (A line cut short by a crash mid-append, '{"time": "2026-...', would be skipped.)
     before = snapshot(plan.parent)
     result = rollout("history", "staging", "--plan", str(plan))

@@ -239,6 +239,7 @@ def test_history_lists_records(write_plan: Callable[..., Path], rollout: Run) ->
                 "verified": True,
             }
         ],
+        "torn_history_lines": [],
     }
 
 
@@ -329,3 +330,19 @@ def test_status_says_an_insecure_verify_is_not_counted(
             ]
         )
     )
+
+
+def test_history_names_the_torn_lines_it_skipped(
+    write_plan: Callable[..., Path], rollout: Callable[..., Result]
+) -> None:
+    """A history whose only line was cut short by a crash (ending in a NUL, say) is not
+    shown as "no history yet" alone: the skipped line is named, in text and JSON."""
+    plan = write_plan()
+    (plan.parent / "staging.history.jsonl").write_bytes(b'{"time": "2026-01-01T00:00:00Z\x00')
+    text = rollout("history", "staging", "--plan", str(plan))
+    assert text.code == 0, text
+    assert text.out == (
+        "staging: no readable history yet\n! torn line(s) 1 skipped (a crash mid-append)\n"
+    )
+    as_json = rollout("history", "staging", "--json", "--plan", str(plan))
+    assert json.loads(as_json.out)["torn_history_lines"] == [1]

@@ -116,6 +116,53 @@ def test_a_line_rollout_never_wrote_is_refused(plan: Plan) -> None:
         history.load(plan, "staging")
 
 
+T0 = '"time": "2026-01-01T00:00:00Z"'
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        pytest.param(
+            "{" + T0 + ', "action": "explode", "from": 0, "to": 0}',
+            "action: 'explode' is not one of advance, revert, rollback, verify",
+            id="unknown-action",
+        ),
+        pytest.param(
+            '{"time": "yesterday", "action": "verify", "from": 0, "to": 0}',
+            "time: 'yesterday' is not a time like 2026-11-21T23:59:00Z",
+            id="time-not-a-time",
+        ),
+        pytest.param(
+            '{"action": "verify", "from": 0, "to": 0}',
+            "time: None is not a time like 2026-11-21T23:59:00Z",
+            id="time-missing",
+        ),
+        pytest.param(
+            "{" + T0 + ', "action": "verify", "from": 0, "to": 0, "to": 5}',
+            "to: repeated in one record",
+            id="repeated-key",
+        ),
+    ],
+)
+def test_a_record_rollout_never_writes_is_refused(plan: Plan, line: str, message: str) -> None:
+    """A well-formed JSON line that rollout could not have written (an action it has no
+    word for, no time or a time that is none, a key given twice) is refused by line."""
+    history.path(plan, "staging").write_text(line + "\n")
+    with pytest.raises(SettingsError) as caught:
+        history.load(plan, "staging")
+    assert str(caught.value).startswith(f"{history.path(plan, 'staging')}:1: {message}")
+
+
+def test_a_symlinked_history_is_named_as_one(plan: Plan, tmp_path: Path) -> None:
+    """Reading through a planted symlink is refused with words about the symlink, not the
+    kernel's "Too many levels of symbolic links"."""
+    victim = tmp_path / "victim"
+    victim.write_text("")
+    history.path(plan, "staging").symlink_to(victim)
+    with pytest.raises(SettingsError, match=r"cannot read: is a symbolic link; rollout reads"):
+        history.load(plan, "staging")
+
+
 def test_append_refuses_a_symlink(plan: Plan, tmp_path: Path) -> None:
     """A symlink planted at the history path is refused; its target is left untouched."""
     victim = tmp_path / "victim"

@@ -169,7 +169,9 @@ def test_torn_last_history_line_is_skipped(plan: Plan) -> None:
 def test_history_with_a_bad_field_names_the_line(plan: Plan) -> None:
     """A history record with a wrong type is refused with its line number and key."""
     path = history.path(plan, "staging")
-    path.write_text('{"action": "advance", "from": "off", "to": -1}\n')
+    path.write_text(
+        '{"time": "2026-01-01T00:00:00Z", "action": "advance", "from": "off", "to": -1}\n'
+    )
     with pytest.raises(
         SettingsError, match=r"staging.history.jsonl:1: to: -1 is not a stage number"
     ):

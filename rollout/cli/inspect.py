@@ -181,16 +181,30 @@ def history(opts: Options, env_name: str) -> None:
 
     plan = opts.load_plan()
     name = plan.environment(env_name).name
-    records = log.read(plan, name)
+    loaded = log.load(plan, name)
+    records = loaded.records
     if opts.json:
-        opts.emit_json({"environment": name, "ok": True, "history": [r.to_json() for r in records]})
+        opts.emit_json(
+            {
+                "environment": name,
+                "ok": True,
+                "history": [r.to_json() for r in records],
+                "torn_history_lines": loaded.torn,
+            }
+        )
         return
+    # A line cut short by a crash mid-append is skipped, never silently: say which.
+    torn = (
+        f"! torn line(s) {', '.join(map(str, loaded.torn))} skipped (a crash mid-append)\n"
+        if loaded.torn
+        else ""
+    )
     if not records:
-        opts.emit(f"{name}: no history yet\n")
+        opts.emit(f"{name}: no {'readable ' if torn else ''}history yet\n{torn}")
         return
     rows = [["time", "action", "from", "to", "verified", "user", "reason"]]
     for r in records:
         row = [r.time, r.action, str(_label(r.from_)), str(_label(r.to))]
         row += ["yes" if r.verified else "no", r.user, r.reason]
         rows.append([printable(cell) for cell in row])
-    opts.emit("\n".join(_table(rows)) + "\n")
+    opts.emit("\n".join(_table(rows)) + "\n" + torn)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rollout.errors import InputError, SettingsError
+from rollout.errors import HeaderValueError, InputError, SettingsError
+from rollout.headers.value import check_value
 from rollout.settings import StageSettings
 
 FORMATS = ("headers", "json", "nginx", "apache", "django")
@@ -48,13 +49,19 @@ def check_renderable(settings: StageSettings, fmt: str, source: str | None = Non
 def refusal(settings: StageSettings, fmt: str) -> tuple[str, str] | None:
     """The first `(key, reason)` that makes the stage unsafe to render as fmt, if any."""
     for table, owned in (("app", settings.app), ("edge", settings.edge)):
-        for name in owned:
+        for name, value in owned.items():
             if not RENDERABLE_NAME.fullmatch(name):
                 return (
                     f"{table}.{name}",
                     f"{name!r} is not a header name rollout renders (letters, digits and "
                     "'-' only); no plan sends it, so the stage file was edited by hand",
                 )
+            # Stage files and plans are checked on read, but a StageSettings built in code
+            # reaches here unchecked: a CR or LF would split the header in every format.
+            try:
+                check_value(value)
+            except HeaderValueError as exc:
+                return f"{table}.{name}", str(exc)
     if fmt == "apache":
         from rollout.render.apache import refusal as apache_refusal
 

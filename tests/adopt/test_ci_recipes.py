@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 import yaml
@@ -218,6 +219,8 @@ def test_github_verify_after_a_deployment(checkout: Checkout, tmp_path: Path) ->
     report = json.loads((checkout.work / "verify.json").read_text())
     assert (report["environment"], report["stage"], report["ok"]) == ("staging", "off", True)
     assert (tmp_path / "summary-verify.md").read_text() == "### staging stage off: verified\n"
+    junit = ElementTree.parse(checkout.work / "verify.xml").getroot()
+    assert int(junit.get("tests", "0")) == len(report["checks"]) and junit.get("failures") == "0"
 
 
 def test_github_verify_fails_the_job_when_a_header_is_wrong(
@@ -339,6 +342,13 @@ def test_gitlab_jobs_verify_advance_and_revert(checkout: Checkout) -> None:
     r = run_gitlab_job("rollout-verify", checkout, {"ROLLOUT_ENV": "staging"})
     assert r.code == 0, r.out
     assert json.loads((checkout.work / "verify.json").read_text())["ok"] is True
+    # The file the job hands GitLab as its junit report exists and is JUnit XML.
+    recipe = yaml.safe_load(GITLAB.read_text())
+    assert recipe["rollout-verify"]["artifacts"]["reports"]["junit"] == "verify.xml"
+    assert ElementTree.parse(checkout.work / "verify.xml").getroot().tag in (
+        "testsuites",
+        "testsuite",
+    )
     for want in ("0", "1"):
         r = run_gitlab_job("rollout-advance", checkout, {"ROLLOUT_ENV": "staging"})
         assert r.code == 0, r.out

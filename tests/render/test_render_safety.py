@@ -432,3 +432,20 @@ def test_apache_t_substitutes_what_dollar_brace_used_to_render(tmp_path: Path) -
     assert "${ROLLOUT_NOT_DEFINED} is not defined" in result.stderr, result.stderr
     with pytest.raises(SettingsError, match=r"edge\.x-cdn: .*'\$\{'"):
         render(StageSettings("p", 1, "hsts-5m", {}, {"x-cdn": value}), "apache")
+
+
+@pytest.mark.parametrize("fmt", ["headers", "json", "nginx", "apache", "django"])
+@pytest.mark.parametrize("owner", ["app", "edge"])
+@pytest.mark.parametrize("bad", ["\r\nX-Evil: 1", "\nX-Evil: 1", "\x00", "caf\u00e9"])
+def test_render_called_directly_refuses_a_value_that_could_split_headers(
+    fmt: str, owner: str, bad: str
+) -> None:
+    """`rollout.render.render` on a StageSettings built in code (never read from a file or
+    a plan) refuses a value with a line break, NUL or non-ASCII in every format, naming the
+    key, instead of writing a second header into the configuration."""
+    table = {"x-frame-options": f"DENY{bad}"}
+    settings = StageSettings(
+        "p", 1, "hsts-5m", table if owner == "app" else {}, table if owner == "edge" else {}
+    )
+    with pytest.raises(SettingsError, match=rf"^p\.toml: {owner}\.x-frame-options: the value has"):
+        render(settings, fmt)
