@@ -63,6 +63,17 @@ def machine() -> list[str]:
     ]
 
 
+def commit() -> str:
+    """The commit measured, and whether the work tree differed from it."""
+    git = ["git", "-C", str(BENCH.parent)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True)  # fmt: skip
+    if head.returncode != 0:
+        return "unknown (not a git checkout)"
+    return head.stdout.strip() + (" with uncommitted changes" if dirty.stdout.strip() else "")
+
+
 def versions() -> str:
     out = []
     for name in PACKAGES:
@@ -133,6 +144,7 @@ def page(
         "## Machine",
         "",
         *[f"- {m}" for m in machine()],
+        f"- rollout at commit {commit()}",
         f"- load average (1, 5, 15 min) before: {before}; after: {after}",
         f"- versions: {versions()}",
         "",
