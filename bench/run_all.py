@@ -16,19 +16,22 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib.metadata
+import json
 import os
 import platform
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import incident_speed
 import middleware_speed
 import verify_speed
-from harness import BENCH, Table, fmt, loadavg, which
+from harness import BENCH, Goal, Row, Table, fmt, loadavg, which
 
 SUITES = {
     "middleware": middleware_speed.run,
@@ -101,26 +104,34 @@ def plot(table: Table, folder: Path) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
+    import textwrap
+
     rows = [r for r in table.rows if r.values]
-    names = [r.name for r in rows][::-1]
+    names = [textwrap.fill(r.name, 44) for r in rows][::-1]
     medians = [r.median for r in rows][::-1]
     low = [r.median - min(r.values) for r in rows][::-1]
     high = [max(r.values) - r.median for r in rows][::-1]
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.4))
+    base = table.baselines[0]
+    ratios = [table.ratio(r.name, base) for r in rows][::-1]
+    fig, ax = plt.subplots(figsize=(11, 0.55 * len(rows) + 1.6))
     colors = ["#c0392b" if n.startswith("rollout") else "#7f8c8d" for n in names]
     ax.barh(names, medians, xerr=[low, high], color=colors, capsize=3)
+    top = max(m + h for m, h in zip(medians, high, strict=True))
     if max(medians) / max(min(medians), 1e-12) > 50:
         ax.set_xscale("log")
-    base = table.baselines[0]
-    for y, (name, value) in enumerate(zip(names, medians, strict=True)):
-        ax.text(value, y, f"  {fmt(value)} ({table.ratio(name, base):.2f}×)", va="center")
-    ax.set_xlabel(f"{table.unit}: median, whiskers min–max; (×) ÷ {base}")
-    ax.set_title(table.title, fontsize=10)
-    ax.margins(x=0.25)
+        ax.set_xlim(right=top * 12)
+    else:
+        ax.set_xlim(0, top * 1.35)
+    for y, (value, ratio, up) in enumerate(zip(medians, ratios, high, strict=True)):
+        ax.text(value + up, y, f"  {fmt(value)} ({ratio:.2f}×)", va="center", fontsize=9)
+    ax.set_xlabel(
+        textwrap.fill(f"{table.unit}: median, whiskers min–max; in brackets ÷ {base}", 100)
+    )
+    ax.set_title(textwrap.fill(table.title, 90), fontsize=10)
     fig.tight_layout()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{table.key}.png"
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     return path.name
 
@@ -166,12 +177,29 @@ def page(
     return "\n".join(lines) + "\n"
 
 
+def table_from(saved: dict[str, Any]) -> Table:
+    """A Table back from its results.json form."""
+    rows = [Row(**r) for r in saved.pop("rows")]
+    goals = [Goal(**g) for g in saved.pop("goals")]
+    return Table(**saved, rows=rows, goals=goals)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny N, one round (CI smoke)")
     parser.add_argument("--out", type=Path, default=BENCH, help="folder for RESULTS.md")
     parser.add_argument("--only", help="comma-separated: " + ",".join(SUITES))
+    parser.add_argument(
+        "--replot", action="store_true", help="rewrite the page and plots from results.json"
+    )
     args = parser.parse_args()
+    data = args.out / "results" / "results.json"
+    if args.replot:
+        saved = json.loads(data.read_text())
+        tables = [table_from(t) for t in saved["tables"]]
+        text = page(tables, args, saved["before"], saved["after"], saved["seconds"])
+        (args.out / "RESULTS.md").write_text(text)
+        return
     chosen = args.only.split(",") if args.only else list(SUITES)
     before = loadavg()
     start = time.monotonic()
@@ -181,8 +209,12 @@ def main() -> None:
         for table in SUITES[name](args.quick):
             print(table.text(), flush=True)
             tables.append(table)
-    text = page(tables, args, before, loadavg(), time.monotonic() - start)
-    args.out.mkdir(parents=True, exist_ok=True)
+    after, took = loadavg(), time.monotonic() - start
+    data.parent.mkdir(parents=True, exist_ok=True)
+    # Every sample, so the page and plots can be redrawn (--replot) without a new run.
+    saved = {"before": before, "after": after, "seconds": took}
+    data.write_text(json.dumps(saved | {"tables": [asdict(t) for t in tables]}, indent=1))
+    text = page(tables, args, before, after, took)
     (args.out / "RESULTS.md").write_text(text)
     print(f"wrote {args.out / 'RESULTS.md'}", file=sys.stderr)
 

@@ -45,6 +45,7 @@ HOST = "bench.example.test"
 STAGE = 3  # hsts-1d: HSTS, report-only CSP and the four others
 CONCURRENCY = 32  # rollout verify's default
 FLOOR = "aiohttp loop, concurrency 32 (Python floor)"
+CURL_LOOP_ROW = "seeds' curl -sI loop (bash, sequential)"
 
 PLAN_HEAD = """\
 [policy]
@@ -358,6 +359,12 @@ def one_origin(tmp: Path, pages: int, reps: int, slow_reps: int) -> list[Table]:
             "rollout verify ≥ 30× faster than the curl loop", f"{faster:.1f}× faster", faster >= 30
         )
     )
+    floor_faster = table.ratio("seeds' curl -sI loop (bash, sequential)", FLOOR)
+    c_floor = table.ratio(CURL_LOOP_ROW, "curl --parallel --parallel-max 32, one process (C floor)")
+    table.notes.append(
+        f"The Python floor itself is {floor_faster:.1f}× faster than the curl loop here; "
+        f"one `curl --parallel` process {c_floor:.0f}×."
+    )
     with started(site.nginx_argv, site.port, stderr=subprocess.DEVNULL):
         where = phases(
             site.tmp / "plan.toml", tmp, max(1, min(reps, 3)), table.row(FLOOR).values, pages
@@ -407,6 +414,11 @@ def many_origins(tmp: Path, pages: int, hosts: int, reps: int) -> Table:
     for row in table.rows:
         row.extra["URLs per minute"] = f"{pages / row.median * 60:,.0f}"
         row.extra["peak RSS (MiB)"] = f"{max(rss[row.name]) / 1024:.0f}"
+    rss_ratio = max(rss["rollout verify (CLI process)"]) / max(rss[FLOOR])
+    table.notes.append(
+        f"Peak RSS: rollout's is {rss_ratio:.2f}× the raw aiohttp loop's on the same URLs "
+        "(most of both is aiohttp's: it grows with the number of host names)."
+    )
     rate = pages / table.row("rollout verify (CLI process)").median * 60
     table.goals.append(
         Goal(
