@@ -66,16 +66,26 @@ class LadderView:
 
     @property
     def enforce_from(self) -> int | None:
-        """The least max-age that enforces CSP; None: CSP stays report-only on this ramp."""
-        return self.csp_enforce_from if self.csp_enforce_from <= self.hsts[-1] else None
+        return enforce_from(self.csp_enforce_from, self.hsts)
 
     @property
     def subdomains_from(self) -> int | None:
-        """The least max-age that adds includeSubDomains; None: never on this ramp."""
-        value = self.include_subdomains_from
-        if value is False or value > self.hsts[-1]:
-            return None
-        return int(value)
+        return subdomains_from(self.include_subdomains_from, self.hsts)
+
+
+# The ladder's two derived thresholds, for plan.Ladder and LadderView alike.
+
+
+def enforce_from(csp_enforce_from: int, hsts: list[int]) -> int | None:
+    """The least max-age that enforces CSP; None: CSP stays report-only on this ramp."""
+    return csp_enforce_from if csp_enforce_from <= hsts[-1] else None
+
+
+def subdomains_from(include_subdomains_from: int | bool, hsts: list[int]) -> int | None:
+    """The least max-age that adds includeSubDomains; None: never on this ramp."""
+    if include_subdomains_from is False or include_subdomains_from > hsts[-1]:
+        return None
+    return int(include_subdomains_from)
 
 
 class EnvironmentView:
