@@ -9,15 +9,17 @@ that was looked at.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
 from rollout import headers
 from rollout.errors import HeaderValueError
 from rollout.headers import csp as csp_grammar
 from rollout.headers import hsts as hsts_grammar
-from rollout.names import CSP, CSP_RO, HSTS, ONE_YEAR
+from rollout.names import CLEAR_HSTS, CSP, CSP_RO, HSTS, ONE_YEAR, XFO
 from rollout.probe import Fault, Result, origin_of
 
 Severity = Literal["error", "warning"]
@@ -34,12 +36,14 @@ class Finding:
     fix: str
 
 
+# These run only while the module is imported, before mutmut can switch a mutant on, so
+# mutants of them cannot be tested; test_every_finding_id_is_well_formed guards them.
 def _e(id: str, title: str, fix: str) -> Finding:
-    return Finding(id, "error", title, fix)
+    return Finding(id, "error", title, fix)  # pragma: no mutate
 
 
 def _w(id: str, title: str, fix: str) -> Finding:
-    return Finding(id, "warning", title, fix)
+    return Finding(id, "warning", title, fix)  # pragma: no mutate
 
 
 # fmt: off
@@ -74,8 +78,8 @@ PROBE_BROKEN = _e("probe.E004", "the response was cut off, reset, malformed or t
 NOTHING_TO_CHECK = _e("probe.E005", "nothing to check: the environment lists no urls",
                       "add urls to [environments.ENV] in plan.toml")
 HTTP_NO_REDIRECT = _e("redirect.E001", "http:// does not redirect to https:// on the same host",
-                      "answer every http:// request with a 301 or 308 to the same host over "
-                      "https")
+                      "answer every http:// request with a redirect (301 or 308 is best) to the "
+                      "same host over https")
 CROSS_ORIGIN = _e("redirect.E002", "a page redirects to another origin, so its headers were not "
                   "checked", "list the final URL in the plan's urls instead")
 REDIRECT_LOOP = _e("redirect.E003", "redirects loop or go on for more than 5 hops",
@@ -118,12 +122,21 @@ EDGE_LOST = _e("edge.E001", "an edge-owned header did not survive the revert: it
 EDGE_UNSEEN = _e("edge.E002", "an edge-owned header was not sent exactly once before the revert, "
                  "so its survival cannot be confirmed", "make the edge send it once (`rollout "
                  "render ENV --format nginx`), then verify")
+STRAY = _e("header.E004", "a header the ladder manages (HSTS, CSP) is sent at a stage that does "
+            "not send it: another layer bypasses the ladder", "find the layer that sends it (an "
+            "old middleware, the proxy, the framework's own settings) and remove it there: the "
+            "ladder's stage decides this header")
 STALE_HEADER = _e("revert.E001", "a header the reverted stage does not send is still sent by "
                   "the app", "check that the middleware reads this stage file and that `apply` "
                   "reloaded the app")
 # fmt: on
 
 FINDINGS: dict[str, Finding] = {f.id: f for f in list(globals().values()) if isinstance(f, Finding)}
+# The headers whose value the ladder sets stage by stage: any other layer sending them
+# where the stage does not bypasses the ladder. The policy's other headers are not among
+# them: they take their final value at stage 0, and frameworks send some by default.
+LADDER_HEADERS = (HSTS, CSP, CSP_RO)
+XSS, FEATURE, LOCATION = "x-xss-protection", "feature-policy", "location"
 
 _FAULT_FINDINGS: dict[Fault, Finding] = {
     Fault.REFUSED: PROBE_CONNECT,
@@ -149,29 +162,53 @@ class Check:
     url: str | None
     header: str | None
     ok: bool
-    severity: Severity
+    severity: Severity  # of the finding this check guards against, passed or not
     expected: str | None
     actual: tuple[str, ...]
     message: str
     id: str
+    status: int | None = None  # the response status, on checks about status or redirects
+    location: str | None = None  # where the response redirects to, if it is a redirect
 
     @property
     def failed(self) -> bool:
         """True for a failed error; warnings never fail a report."""
         return not self.ok and self.severity == "error"
 
-    def to_json(self) -> dict[str, object]:
-        return {
+    @property
+    def title(self) -> str:
+        """What the finding means, in one line (docs/findings.md's "meaning")."""
+        return FINDINGS[self.id].title
+
+    @property
+    def fix(self) -> str:
+        """How to fix the finding, in one line; meant to be shown under a failed check."""
+        return FINDINGS[self.id].fix
+
+    def fix_for(self, environment: str | None) -> str:
+        """The fix with the environment's name where the catalogue says ENV."""
+        return self.fix if environment is None else re.sub(r"\bENV\b", environment, self.fix)
+
+    def to_json(self, environment: str | None = None) -> dict[str, object]:
+        """DESIGN.md's check object; see docs/verify.md for the keys added to it. With the
+        environment's name, the fix names it where the catalogue says ENV."""
+        out: dict[str, object] = {
             "probe": self.probe,
             "url": self.url,
             "header": self.header,
             "ok": self.ok,
-            "severity": self.severity,
+            # A passed check found nothing, so it has no severity to report.
+            "severity": None if self.ok else self.severity,
             "expected": self.expected,
             "actual": list(self.actual),
             "message": self.message,
             "id": self.id,
         }
+        if self.status is not None:
+            out["status"], out["location"] = self.status, self.location
+        if not self.ok:
+            out["title"], out["fix"] = self.title, self.fix_for(environment)
+        return out
 
 
 def check(
@@ -184,10 +221,22 @@ def check(
     header: str | None = None,
     expected: str | None = None,
     actual: tuple[str, ...] | list[str] = (),
+    status: int | None = None,
+    location: str | None = None,
 ) -> Check:
     """A Check of `finding`; passed checks carry the id of the finding they ruled out."""
     return Check(
-        probe, url, header, ok, finding.severity, expected, tuple(actual), message, finding.id
+        probe,
+        url,
+        header,
+        ok,
+        finding.severity,
+        expected,
+        tuple(actual),
+        message,
+        finding.id,
+        status,
+        location,
     )
 
 
@@ -199,18 +248,23 @@ def fault(probe: Probe, result: Result) -> Check:
 
 
 def expected_header(probe: Probe, result: Result, name: str, value: str) -> Check:
-    """One expected header: present exactly once and semantically equal to value."""
-    actual = result.get_all(name)
+    """One expected header: present exactly once and semantically equal to value.
+
+    Each member of a comma-joined line counts as one occurrence (`headers.members`):
+    that is what a proxy makes of two layers both sending the header.
+    """
+    lines = result.get_all(name)
+    pairs = [(line, headers.members(name, line, value)) for line in lines]
+    count = sum(len(found) for _, found in pairs)
     missing, wrong = (HSTS_MISSING, HSTS_WRONG) if name == HSTS else (HEADER_MISSING, HEADER_WRONG)
-    if name == CSP and len(actual) > 1:
+    finding: Finding | None = None
+    if name == CSP and len(lines) > 1:
         finding = CSP_TWO_POLICIES
-        message = f"{len(actual)} enforcing policies are sent; browsers enforce all of them"
-    elif not actual:
-        finding, message = missing, f"{name} is missing"
-    elif len(actual) > 1:
-        finding, message = HEADER_DUPLICATED, f"{name} is sent {len(actual)} times"
-    else:
-        finding = None
+        message = f"{len(lines)} enforcing policies are sent; browsers enforce all of them"
+    elif count == 0:
+        finding, message = missing, f"{name} is {'sent empty' if lines else 'missing'}"
+    elif count > 1:
+        finding, message = HEADER_DUPLICATED, _duplicated(name, pairs, value)
     if finding is not None:
         return check(
             finding,
@@ -219,10 +273,11 @@ def expected_header(probe: Probe, result: Result, name: str, value: str) -> Chec
             ok=False,
             header=name,
             expected=value,
-            actual=actual,
+            actual=lines,
             message=message,
         )
-    reason = headers.compare(name, value, actual[0])
+    (line,) = (line for line, found in pairs if found)
+    reason = headers.compare(name, value, line)
     return check(
         wrong,
         probe,
@@ -230,30 +285,95 @@ def expected_header(probe: Probe, result: Result, name: str, value: str) -> Chec
         ok=reason is None,
         header=name,
         expected=value,
-        actual=actual,
+        actual=lines,
         message=reason or "as expected",
     )
 
 
+def _duplicated(name: str, pairs: list[tuple[str, list[str]]], value: str) -> str:
+    """Why a header sent more than once is wrong, and what browsers make of it."""
+    said = f"{name} is sent {sum(len(found) for _, found in pairs)} times"
+    for line, found in pairs:
+        if len(found) > 1:
+            said += f" ({line!r} is {len(found)} values joined by ',')"
+            break
+    if name != HSTS:
+        return said
+    first, members = pairs[0]
+    # RFC 6797 §8.1: a browser processes only the first Strict-Transport-Security field.
+    if len(members) > 1:
+        return (
+            f"{said}; browsers read only the first line (RFC 6797 §8.1), and a ',' is not "
+            "allowed in it, so they ignore it: no HSTS at all"
+        )
+    differs = headers.compare(HSTS, value, first)
+    if differs is None:
+        return (
+            f"{said}; browsers honour only the first (RFC 6797 §8.1), {first!r}, the stage's "
+            "value, so they get it for now, but whichever layer comes first wins, and "
+            "hstspreload.org refuses more than one"
+        )
+    return (
+        f"{said}; browsers honour only the first (RFC 6797 §8.1), {first!r}, so they do "
+        f"not get the stage's value: {differs}"
+    )
+
+
+def unwanted(
+    probe: Probe,
+    result: Result,
+    expected: Mapping[str, str],
+    *,
+    names: tuple[str, ...] = LADDER_HEADERS,
+    stray: bool,
+) -> list[Check]:
+    """The ladder's headers (of `names`) sent where the stage does not send them.
+
+    The other CSP mode than the stage's is csp.E001 or csp.E002; anything else (HSTS or
+    any CSP at stage off, say) is header.E004 unless `stray` is off. HSTS on plain http
+    is left to the warnings: browsers ignore it there.
+    """
+    https = result.url.lower().startswith("https:")
+    found: list[Check] = []
+    for name in names:
+        sent = result.get_all(name)
+        if not sent or name in expected or (name == HSTS and not https):
+            continue
+        if name == CSP and CSP_RO in expected:
+            finding, message = (
+                CSP_ENFORCING_EARLY,
+                "an enforcing policy is sent during a report-only stage",
+            )
+        elif name == CSP_RO and CSP in expected:
+            finding, message = (
+                CSP_REPORT_ONLY_LATE,
+                "a report-only policy is still sent at an enforcing stage",
+            )
+        elif stray:
+            finding, message = STRAY, _stray(name, sent)
+        else:
+            continue
+        found.append(
+            check(finding, probe, result.url, ok=False, header=name, actual=sent, message=message)
+        )
+    return found
+
+
 def csp_mode(probe: Probe, result: Result, expected: Mapping[str, str]) -> list[Check]:
-    """The CSP mode: no enforcing policy while report-only, no report-only once enforcing."""
-    enforcing, report_only = result.get_all(CSP), result.get_all(CSP_RO)
-    if CSP_RO in expected and CSP not in expected and enforcing:
-        finding, name, sent = CSP_ENFORCING_EARLY, CSP, enforcing
-        message = "an enforcing policy is sent during a report-only stage"
-    elif CSP in expected and CSP_RO not in expected and report_only:
-        finding, name, sent = CSP_REPORT_ONLY_LATE, CSP_RO, report_only
-        message = "a report-only policy is still sent at an enforcing stage"
-    elif CSP not in expected and len(enforcing) > 1:
-        # Browsers enforce every policy they get: two tighten each other silently.
-        finding, name, sent = CSP_TWO_POLICIES, CSP, enforcing
-        message = f"{len(enforcing)} enforcing policies are sent"
-    else:
-        return []
-    return [check(finding, probe, result.url, ok=False, header=name, actual=sent, message=message)]
+    """The CSP mode alone (csp.E001, csp.E002): what a check of the app's part can judge."""
+    return unwanted(probe, result, expected, stray=False)
 
 
-def warnings(probe: Probe, result: Result) -> list[Check]:
+def _stray(name: str, sent: list[str]) -> str:
+    said = f"{name} is sent ({sent[0]!r}), but this stage does not send it: another layer"
+    if name == HSTS:
+        return f"{said} bypasses the ladder, and browsers keep HSTS for the max-age it says"
+    return f"{said} bypasses the ladder, and browsers apply the policy it carries"
+
+
+def warnings(
+    probe: Probe, result: Result, expected: Mapping[str, str] | None = None
+) -> list[Check]:
     """The warnings DESIGN.md lists, for whatever this response sends."""
     found: list[Check] = []
 
@@ -263,25 +383,30 @@ def warnings(probe: Probe, result: Result) -> list[Check]:
         )
 
     https = result.url.lower().startswith("https:")
-    if (sts := result.get_all(HSTS)) and not https:
+    sts = result.get_all(HSTS)
+    if sts and not https:
         warn(HSTS_OVER_HTTP, HSTS, sts, "sent over plain http, where browsers ignore it")
+    # max-age=0 is what a revert with --clear-hsts sends on purpose: no warning then.
+    wanted = (expected or {}).get(HSTS)
+    clearing = wanted is not None and headers.compare(HSTS, CLEAR_HSTS, wanted) is None
     for value in sts if https else []:
         try:
             parsed = hsts_grammar.parse(value)
         except HeaderValueError:
             continue  # the value check reports it
         if parsed.max_age > ONE_YEAR:
-            warn(HSTS_ABOVE_YEAR, HSTS, [value], f"max-age={parsed.max_age} is capped at one year")
-        elif odd := headers.warnings(HSTS, value):
-            warn(HSTS_ODD, HSTS, [value], odd[0])
-    xss = [v for v in result.get_all("x-xss-protection") if v.strip() != "0"]
+            shown = hsts_grammar.show(parsed.max_age)
+            warn(HSTS_ABOVE_YEAR, HSTS, [value], f"max-age={shown} is capped at one year")
+        if odd := hsts_grammar.odd(parsed, clearing=clearing):
+            warn(HSTS_ODD, HSTS, [value], "; ".join(odd))
+    xss = [v for v in result.get_all(XSS) if v.strip() != "0"]
     if xss:
-        warn(XSS_PROTECTION, "x-xss-protection", xss, f"X-XSS-Protection is {xss[0]!r}, not 0")
-    if fp := result.get_all("feature-policy"):
-        warn(FEATURE_POLICY, "feature-policy", fp, "Feature-Policy is obsolete")
-    allow = [v for v in result.get_all("x-frame-options") if "allow-from" in v.lower()]
+        warn(XSS_PROTECTION, XSS, xss, f"X-XSS-Protection is {xss[0]!r}, not 0")
+    if fp := result.get_all(FEATURE):
+        warn(FEATURE_POLICY, FEATURE, fp, "Feature-Policy is obsolete")
+    allow = [v for v in result.get_all(XFO) if "allow-from" in v.lower()]
     if allow:
-        warn(XFO_ALLOW_FROM, "x-frame-options", allow, "ALLOW-FROM is ignored by browsers")
+        warn(XFO_ALLOW_FROM, XFO, allow, "ALLOW-FROM is ignored by browsers")
     for name in (CSP, CSP_RO):
         for value in result.get_all(name):
             try:
@@ -290,33 +415,43 @@ def warnings(probe: Probe, result: Result) -> list[Check]:
                 continue
             if name == CSP_RO and not csp_grammar.has_reporting(policy):
                 warn(CSP_NO_REPORTS, name, [value], "report-only without report-uri or report-to")
-            if odd := headers.warnings(name, value):
-                warn(CSP_ODD, name, [value], odd[0])
+            if odd := csp_grammar.warnings(policy):
+                warn(CSP_ODD, name, [value], "; ".join(odd))
     return found
 
 
-def redirect(finding: Finding, probe: Probe, result: Result, *, to_scheme: str = "https") -> Check:
-    """http:// answers 301/302/307/308 with a Location on https:// and the same host."""
+REDIRECTS = "301, 302, 303, 307 or 308"
+
+
+def redirect(finding: Finding, probe: Probe, result: Result) -> Check:
+    """http:// answers a redirect to https:// on the same host.
+
+    Any redirect status browsers follow counts (Fetch's redirect statuses, which
+    hstspreload.org's checker follows too): 303 included, since the probe, like a
+    browser's navigation, is a GET, which 303 keeps a GET.
+    """
     host = origin_of(result.url)[1]
-    expected = f"301/302/307/308 to https://{host}/..."
-    location = result.get_all("location")
-    actual = [f"{result.status} {location[0]}" if location else f"{result.status}"]
+    name = urlsplit(result.url).netloc  # the host as written in a URL: [::1] bracketed
     target = result.location
-    good = (
-        result.status in (301, 302, 307, 308)
-        and target is not None
-        and origin_of(target)[:2] == (to_scheme, host)
-    )
-    if good:
-        message = f"redirects to {target}"
-    elif target is None:
+    locations = result.get_all(LOCATION)
+    actual = [f"{result.status} {locations[0]}" if locations else f"{result.status}"]
+    good = False
+    if target is None:
         message = f"answers {result.status} without a redirect to https"
-    elif origin_of(target)[:2] != (to_scheme, host):
-        message = f"redirects to {target}, not to https://{host}"
+        if len(locations) > 1:
+            message += f" ({len(locations)} Location headers)"
+    elif origin_of(target)[:2] != ("https", host):
+        message = f"redirects to {target}, not to https://{name}"
     else:
-        # The right place, the wrong status: 303 turns the request into a GET elsewhere
-        # and 300/304 are no redirects at all, so browsers would not upgrade reliably.
-        message = f"answers {result.status}, not 301, 302, 307 or 308, to {target}"
+        good, message = True, f"redirects to {target}"
     return check(
-        finding, probe, result.url, ok=good, expected=expected, actual=actual, message=message
+        finding,
+        probe,
+        result.url,
+        ok=good,
+        expected=f"{REDIRECTS} to https://{name}/...",
+        actual=actual,
+        message=message,
+        status=result.status,
+        location=target,
     )

@@ -1,4 +1,4 @@
-"""A report explained: checks grouped by response, root causes first, each finding's fix.
+"""A report explained: checks grouped by response, root causes first.
 
 A page or 404 probe that answers 5xx was not served by the app (a proxy answering 502
 while the backend is down, say), so the headers that are missing from it say nothing about
@@ -8,11 +8,10 @@ Every check stays in the report, and in `--json`; this module only says how they
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from rollout.checks import FINDINGS, NOT_FOUND_STATUS, PAGE_SERVER_ERROR, Check
+from rollout.checks import NOT_FOUND_STATUS, PAGE_SERVER_ERROR, Check
 
 _STATUS_IDS = frozenset({PAGE_SERVER_ERROR.id, NOT_FOUND_STATUS.id})
 
@@ -29,7 +28,7 @@ class Response:
     def cause(self) -> Check | None:
         """The failed status check that leaves this response's header checks unjudged."""
         for check in self.checks:
-            status = status_of(check)
+            status = check.status
             if check.failed and check.id in _STATUS_IDS and status is not None and status >= 500:
                 return check
         return None
@@ -54,7 +53,7 @@ class Response:
         if cause is None:
             return ""
         what = "the page" if self.probe == "page" else f"the {self.probe} probe"
-        return f"{what} answered {status_of(cause)}"
+        return f"{what} answered {cause.status}"
 
 
 def by_response(checks: Iterable[Check]) -> list[Response]:
@@ -71,19 +70,3 @@ def by_response(checks: Iterable[Check]) -> list[Response]:
         )
         for (probe, url), found in groups.items()
     ]
-
-
-def status_of(check: Check) -> int | None:
-    """The HTTP status a status check saw (its first `actual` word), or None."""
-    if not check.actual:
-        return None
-    word = check.actual[0].split(" ", 1)[0]
-    return int(word) if word.isascii() and word.isdigit() and len(word) == 3 else None
-
-
-def fix_for(check: Check, environment: str) -> str | None:
-    """How to fix what check found (docs/findings.md has the same), ENV filled in."""
-    finding = FINDINGS.get(check.id)
-    if finding is None:
-        return None
-    return re.sub(r"\bENV\b", environment, finding.fix)

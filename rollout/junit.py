@@ -20,7 +20,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
 from rollout.checks import Check
-from rollout.explain import by_response, fix_for
+from rollout.explain import by_response
 from rollout.names import OFF
 from rollout.verify import Report, not_found_path
 
@@ -108,9 +108,7 @@ def _details(check: Check, environment: str) -> list[str]:
         lines.append(f"expected: {check.expected}")
     if check.actual or check.expected is not None:
         lines.append(f"actual: {' | '.join(check.actual) if check.actual else 'nothing'}")
-    fix = fix_for(check, environment)
-    if fix is not None:
-        lines.append(f"fix: {fix}")
+    lines.append(f"fix: {check.fix_for(environment)}")
     return lines
 
 

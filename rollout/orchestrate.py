@@ -449,7 +449,7 @@ def _revert(
     step(f"wait up to {settle:g}s for the app-owned headers of {_name(new)} to show live")
 
     def look() -> tuple[Report, confirm.Capture, list[Check]]:
-        report = verify(env, app_only, options=options)
+        report = verify(env, app_only, options=options, partial=True)
         after = confirm.again(env, before, options) if before else confirm.capture(env, options)
         return report, after, confirm.app_dropped(after, gone)
 

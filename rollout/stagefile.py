@@ -77,7 +77,6 @@ def _check_headers(
     # A header the plan no longer sends has no owner to check: it is drift.
     sent = {HSTS, *CSP_FAMILY, *plan.policy.headers()}
     where = f"environments.{env.name}.edge"
-    at = "stage off" if stage is None else f"stage {stage.index} ({stage.name})"
     for table, owned in (("app", current.app), ("edge", current.edge)):
         for name, value in owned.items():
             key = f"{table}.{name}"
@@ -106,14 +105,14 @@ def _check_headers(
             if modes[0] != wanted:
                 raise fail(
                     f"app.{modes[0]}",
-                    f"{at} sends CSP {stage.csp_mode}, as {wanted}; {_UNDO_LADDER}",
+                    f"{_at(stage)} sends CSP {stage.csp_mode}, as {wanted}; {_UNDO_LADDER}",
                 )
         elif modes and table == "edge" and modes[0] not in csp_names:
             mode = "enforcing" if modes[0] == CSP else "report-only"
             raise fail(
                 f"edge.{modes[0]}", f"no stage of the ladder sends CSP {mode}; {_UNDO_LADDER}"
             )
-    _check_hsts(env, current, stage, stages, at, fail)
+    _check_hsts(env, current, stage, stages, fail)
 
 
 def _check_hsts(
@@ -121,7 +120,6 @@ def _check_hsts(
     current: StageSettings,
     stage: ladder.Stage | None,
     stages: list[ladder.Stage],
-    at: str,
     fail: Callable[[str, str], SettingsError],
 ) -> None:
     """The app sends the stage's HSTS; the edge any stage's (a revert leaves the edge as is)."""
@@ -130,16 +128,24 @@ def _check_hsts(
         if value is not None and all(headers.compare(HSTS, s.hsts, value) for s in stages):
             raise fail(f"edge.{HSTS}", f"{value!r} is no stage's value; {_UNDO_LADDER}")
         if value is None and stage is not None:
-            raise fail(f"edge.{HSTS}", f"missing; {at} sends {stage.hsts!r}; {_UNDO_LADDER}")
+            raise fail(
+                f"edge.{HSTS}", f"missing; {_at(stage)} sends {stage.hsts!r}; {_UNDO_LADDER}"
+            )
         return
     value = current.app.get(HSTS)
     if stage is None or (value is not None and _cleared(HSTS, value)):
         return  # off sends nothing, and max-age=0 (revert's --clear-hsts) fits any stage
     if value is None:
-        raise fail(f"app.{HSTS}", f"missing; {at} sends {stage.hsts!r}; {_UNDO_LADDER}")
+        raise fail(f"app.{HSTS}", f"missing; {_at(stage)} sends {stage.hsts!r}; {_UNDO_LADDER}")
     differs = headers.compare(HSTS, stage.hsts, value)
     if differs is not None:
-        raise fail(f"app.{HSTS}", f"{value!r} is not {at}'s value: {differs}; {_UNDO_LADDER}")
+        raise fail(
+            f"app.{HSTS}", f"{value!r} is not {_at(stage)}'s value: {differs}; {_UNDO_LADDER}"
+        )
+
+
+def _at(stage: ladder.Stage) -> str:
+    return f"stage {stage.index} ({stage.name})"
 
 
 def _cleared(name: str, value: str) -> bool:

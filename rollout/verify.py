@@ -82,7 +82,7 @@ class Report:
             # Not in DESIGN.md's object: without certificate checks a pass proves less,
             # and a script reading only the JSON must be able to tell.
             "insecure": self.insecure,
-            "checks": [c.to_json() for c in self.checks],
+            "checks": [c.to_json(self.environment) for c in self.checks],
         }
 
 
@@ -92,9 +92,17 @@ def verify(
     *,
     options: ProbeOptions | None = None,
     subdomains: bool = False,
+    partial: bool = False,
 ) -> Report:
-    """Probe env's servers and judge them against expected; never raises for network faults."""
-    return run(verify_async(env, expected, options=options, subdomains=subdomains), options)
+    """Probe env's servers and judge them against expected; never raises for network faults.
+
+    `partial`: expected holds only part of the stage (revert's app-owned headers), so a
+    ladder header it leaves out is not reported as another layer's (header.E004).
+    """
+    return run(
+        verify_async(env, expected, options=options, subdomains=subdomains, partial=partial),
+        options,
+    )
 
 
 async def verify_async(
@@ -103,6 +111,7 @@ async def verify_async(
     *,
     options: ProbeOptions | None = None,
     subdomains: bool = False,
+    partial: bool = False,
 ) -> Report:
     """The async form of `verify`, for callers that already run an event loop."""
     opts = probe_options(env, options or ProbeOptions())
@@ -118,7 +127,7 @@ async def verify_async(
             )
         )
         return report
-    want = _expected_headers(expected)
+    want = _Want(_expected_headers(expected), stray=not partial)
     origins = list(dict.fromkeys(origin_url(u) for u in env.urls))
     token = secrets.token_hex(16)
     async with Prober(opts) as prober:
@@ -187,21 +196,36 @@ def not_found_path(token: str) -> str:
     return f"rollout-404-probe-{token}"
 
 
-def _judge(probe: Probe, result: Result, want: Mapping[str, str]) -> list[Check]:
-    found = [checks.expected_header(probe, result, name, value) for name, value in want.items()]
-    found += checks.csp_mode(probe, result, want)
-    found += checks.warnings(probe, result)
+@dataclass(frozen=True)
+class _Want:
+    """The headers every response must carry, and whether a ladder header beyond them
+    is another layer's (it is not when they are only part of the stage)."""
+
+    headers: Mapping[str, str]
+    stray: bool = True
+
+
+def _judge(probe: Probe, result: Result, want: _Want) -> list[Check]:
+    found = [
+        checks.expected_header(probe, result, name, value) for name, value in want.headers.items()
+    ]
+    found += checks.unwanted(probe, result, want.headers, stray=want.stray)
+    found += checks.warnings(probe, result, want.headers)
     return found
 
 
-async def _page(prober: Prober, url: str, want: Mapping[str, str]) -> list[Check]:
+async def _page(prober: Prober, url: str, want: _Want) -> list[Check]:
     chain = await prober.chain(url)
     found: list[Check] = []
+    hsts = {HSTS: want.headers[HSTS]} if HSTS in want.headers else {}
     for hop in chain[:-1]:
-        # Each https hop must carry HSTS: a browser may first meet the site through it.
-        if HSTS in want and hop.url.lower().startswith("https:"):
-            found.append(checks.expected_header("page", hop, HSTS, want[HSTS]))
-        found += checks.warnings("page", hop)
+        # Each https hop must carry HSTS: a browser may first meet the site through it,
+        # and it keeps whatever HSTS the hop sends. Nothing else of the stage is needed on
+        # a redirect.
+        if hsts and hop.url.lower().startswith("https:"):
+            found.append(checks.expected_header("page", hop, HSTS, hsts[HSTS]))
+        found += checks.unwanted("page", hop, hsts, names=(HSTS,), stray=want.stray)
+        found += checks.warnings("page", hop, hsts)
     last = chain[-1]
     if last.fault is not None:
         return [*found, checks.fault("page", last)]
@@ -217,6 +241,7 @@ async def _page(prober: Prober, url: str, want: Mapping[str, str]) -> list[Check
                 expected="2xx",
                 actual=[str(last.status)],
                 message=f"answers {last.status}",
+                status=last.status,
             )
         )
     target = last.location
@@ -230,12 +255,14 @@ async def _page(prober: Prober, url: str, want: Mapping[str, str]) -> list[Check
                 expected=f"an answer from {origin_url(url)}",
                 actual=[f"{last.status} {target}"],
                 message=f"redirects to another origin, {target}; not followed",
+                status=last.status,
+                location=target,
             )
         )
     return found
 
 
-async def _not_found(prober: Prober, url: str, want: Mapping[str, str]) -> list[Check]:
+async def _not_found(prober: Prober, url: str, want: _Want) -> list[Check]:
     result = await prober.fetch(url)
     if result.fault is not None:
         return [checks.fault("404", result)]
@@ -247,6 +274,8 @@ async def _not_found(prober: Prober, url: str, want: Mapping[str, str]) -> list[
         expected="404",
         actual=[str(result.status)],
         message=f"answers {result.status}",
+        status=result.status,
+        location=result.location,
     )
     return [status, *_judge("404", result, want)]
 
@@ -290,6 +319,8 @@ async def _subdomain(prober: Prober, host: str) -> list[Check]:
                 expected="an answer over https with a valid certificate",
                 actual=[str(result.status)],
                 message=f"answers {result.status} over https",
+                status=result.status,
+                location=result.location,
             )
         ]
     return [*found, *await _http(prober, url, "subdomain")]

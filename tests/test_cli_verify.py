@@ -39,6 +39,13 @@ def servers() -> Iterator[tuple[RawServer, RawServer]]:
 
 
 @pytest.fixture
+def off(servers: tuple[RawServer, RawServer]) -> None:
+    """The site at stage off: no HSTS and no CSP yet (from another layer: header.E004)."""
+    https, _ = servers
+    https.routes["/"], https.fallback = Reply(headers=STAGE3[2:]), Reply(404, STAGE3[2:])
+
+
+@pytest.fixture
 def plan(write_plan: Callable[..., Path], servers: tuple[RawServer, RawServer]) -> Path:
     """A plan whose staging environment reaches the loopback servers through connect-to."""
     https, http = servers
@@ -103,7 +110,9 @@ def test_verify_json_is_the_design_object(plan: Path, rollout: Callable[..., Res
     assert all(c["header"] is None or c["header"] == c["header"].lower() for c in doc["checks"])
 
 
-def test_verify_current_stage_records_history(plan: Path, rollout: Callable[..., Result]) -> None:
+def test_verify_current_stage_records_history(
+    plan: Path, off: None, rollout: Callable[..., Result]
+) -> None:
     """Without a settings file the environment is off; verifying it appends a history record."""
     result = rollout("verify", "staging", "--json", "--plan", str(plan))
     assert result.code == 0, result.out
@@ -159,7 +168,7 @@ def test_colour_only_on_a_tty_without_no_color(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_insecure_verify_is_recorded_but_not_counted(
-    plan: Path, rollout: Callable[..., Result]
+    plan: Path, off: None, rollout: Callable[..., Result]
 ) -> None:
     """A passing verify with --insecure is logged, but not as the stage's verification."""
     result = rollout("verify", "staging", "--insecure", "--plan", str(plan))
@@ -187,7 +196,7 @@ def test_curl_command_brackets_ipv6_addresses() -> None:
 
 
 def test_unwritable_history_still_prints_the_report(
-    plan: Path, rollout: Callable[..., Result]
+    plan: Path, off: None, rollout: Callable[..., Result]
 ) -> None:
     """If the history cannot be appended, the report still prints, then one line, exit 2."""
     (plan.parent / "staging.history.jsonl").mkdir()

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from rollout import checks
 from rollout.checks import Check
-from rollout.explain import by_response, fix_for
+from rollout.explain import by_response
 
 URL = "https://x.example.test/"
 
 
 def status(finding: checks.Finding, probe: checks.Probe, code: int, want: str) -> Check:
     return checks.check(
-        finding, probe, URL, ok=False, expected=want, actual=[str(code)], message=f"answers {code}"
+        finding,
+        probe,
+        URL,
+        ok=False,
+        expected=want,
+        actual=[str(code)],
+        message=f"answers {code}",
+        status=code,
     )
 
 
@@ -51,10 +58,10 @@ def test_a_503_on_the_404_probe_is_a_root_cause() -> None:
 
 def test_fix_fills_in_the_environment() -> None:
     """A finding's fix names the environment where its text says ENV."""
-    assert fix_for(missing("x"), "staging") == (
+    assert missing("x").fix_for("staging") == (
         "send it from its owner: the middleware (app) or the proxy (edge)"
     )
     check = checks.check(checks.HEADER_WRONG, "page", URL, ok=False, message="differs")
-    assert fix_for(check, "staging") == (
+    assert check.fix_for("staging") == (
         "send exactly the stage's value; `rollout render staging` prints it"
     )

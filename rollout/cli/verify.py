@@ -197,7 +197,7 @@ def check_lines(
     command that shows the same response by hand. Header checks a 5xx answer left
     unjudged fold into one line after it (--json still lists each).
     """
-    from rollout.explain import by_response, fix_for
+    from rollout.explain import by_response
 
     def styled(text: str, tint: str) -> str:
         return click.style(text, fg=tint) if color else text
@@ -217,9 +217,8 @@ def check_lines(
             if check.failed:
                 mark, tint = "✗", "red"
             lines.append(styled(f"{indent}{mark} {where}  {_subject(check)}{tail}", tint))
-            fix = None if check.ok else fix_for(check, environment)
-            if fix is not None:
-                lines.append(f"{indent}    fix: {fix}")
+            if not check.ok:
+                lines.append(f"{indent}    fix: {check.fix_for(environment)}")
             if check.failed and check.url and options is not None and not curl_shown:
                 lines.append(f"{indent}    {curl_command(check.url, options)}")
                 curl_shown = True

@@ -9,10 +9,10 @@ from typing import Any
 
 from rollout.errors import HeaderValueError
 from rollout.headers import csp, hsts, permissions, simple
-from rollout.headers.value import check_name, check_value
+from rollout.headers.value import check_name, check_value, list_members
 from rollout.names import CSP, CSP_RO, HSTS, NOSNIFF, PERMISSIONS, REFERRER, XFO
 
-__all__ = ["compare", "grammar_names", "normalise", "validate", "warnings"]
+__all__ = ["compare", "grammar_names", "members", "normalise", "validate", "warnings"]
 
 
 @dataclass(frozen=True)
@@ -24,13 +24,18 @@ class _Grammar:
     diff: Callable[[Any, Any], str | None]
     warnings: Callable[[Any], list[str]]
     normalise: Callable[[str], str]
+    # The header's own grammar is a comma list (CSP: policies, Permissions-Policy: a
+    # dictionary, Referrer-Policy: fallbacks), so a comma in one line is part of the value.
+    is_list: bool = False
 
 
 def _none(_: object) -> list[str]:
     return []
 
 
-_CSP = _Grammar(csp.parse, partial(csp.parse, strict=True), csp.diff, csp.warnings, csp.normalise)
+_CSP = _Grammar(
+    csp.parse, partial(csp.parse, strict=True), csp.diff, csp.warnings, csp.normalise, True
+)
 _GRAMMARS: dict[str, _Grammar] = {
     HSTS: _Grammar(hsts.parse, hsts.parse, hsts.diff, hsts.warnings, hsts.normalise),
     CSP: _CSP,
@@ -41,26 +46,31 @@ _GRAMMARS: dict[str, _Grammar] = {
         permissions.diff,
         _none,
         permissions.normalise,
+        True,
     ),
 }
 
 
-def _simple(parse: Callable[..., Any]) -> _Grammar:
-    def normalise(value: str) -> str:
-        return simple.canonical(parse(value))
+def _canonical(parse: Callable[[str], Any], value: str) -> str:
+    return simple.canonical(parse(value))
 
-    return _Grammar(
-        parse,
-        partial(parse, strict=True),
+
+# Built here, at import, not by a helper function: code that runs only while the module
+# is imported is out of reach of the mutation tests (docs/mutation.md).
+for _name, _parse, _is_list in (
+    (XFO, simple.parse_frame_options, False),
+    (NOSNIFF, simple.parse_content_type_options, False),
+    (REFERRER, simple.parse_referrer_policy, True),
+):
+    _GRAMMARS[_name] = _Grammar(
+        _parse,
+        partial(_parse, strict=True),
         simple.diff,
         simple.warnings,
-        normalise,
+        partial(_canonical, _parse),
+        _is_list,
     )
-
-
-_GRAMMARS[XFO] = _simple(simple.parse_frame_options)
-_GRAMMARS[NOSNIFF] = _simple(simple.parse_content_type_options)
-_GRAMMARS[REFERRER] = _simple(simple.parse_referrer_policy)
+del _name, _parse, _is_list
 _OTHER = _Grammar(
     simple.parse_other,
     simple.parse_other,
@@ -84,6 +94,22 @@ def validate(name: str, value: str) -> str:
     check_name(name)
     _grammar(name).strict(check_value(value))
     return value
+
+
+def members(name: str, line: str, expected: str) -> list[str]:
+    """The occurrences of header name that one field line holds (RFC 9110 §5.3).
+
+    An intermediary joins two layers' lines into one, comma-separated, so each member
+    of a comma list counts as one occurrence: `X-Frame-Options: DENY, DENY` is the header
+    twice. Not where the header's own grammar is a list, where the line is one value;
+    for a header without a grammar here, where the stage's own value holds a comma.
+    """
+    name = name.lower()
+    grammar = _GRAMMARS.get(name)
+    as_list = grammar.is_list if grammar else len(list_members(expected)) > 1
+    if as_list:
+        return [line] if line.strip(" \t") else []
+    return list_members(line)
 
 
 def normalise(name: str, value: str) -> str:

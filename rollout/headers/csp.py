@@ -28,7 +28,8 @@ _KEYWORDS = frozenset(
 )
 # Their values are names chosen by the site, so case matters.
 _CASE_SENSITIVE = frozenset({"report-to", "trusted-types"})
-_WS = " \t\n\x0c\r"
+_HASHES = ("'sha256-", "'sha384-", "'sha512-")
+_BASE64URL = str.maketrans("-_", "+/")
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,9 @@ def _parse_policy(text: str, start: int, strict: bool) -> Policy:
     pieces = text.split(";")
     offset = start
     for number, piece in enumerate(pieces):
-        token, piece_start = piece.strip(_WS), offset
-        where = offset + len(piece) - len(piece.lstrip(_WS)) + 1
+        # clean() lets no whitespace through but spaces and tabs: strip() takes those.
+        token, piece_start = piece.strip(), offset
+        where = offset + len(piece) - len(piece.lstrip()) + 1
         offset += len(piece) + 1
         if not token:
             if strict and number == len(pieces) - 1:
@@ -119,7 +121,7 @@ def parse(value: str, *, strict: bool = False) -> CSP:
     offset = 0
     parts = text.split(",")
     for number, part in enumerate(parts):
-        if strict and not part.strip(_WS):
+        if strict and not part.strip():
             if number == len(parts) - 1:
                 raise HeaderValueError(f"trailing ',' at character {offset}: remove it")
             raise HeaderValueError(
@@ -152,9 +154,13 @@ def _source(directive: str, value: str) -> str:
     lower = value.lower()
     if value.startswith("'"):
         # Nonces and hashes: the prefix is a keyword, the base64 after it is not.
-        for prefix in ("'nonce-", "'sha256-", "'sha384-", "'sha512-"):
+        if lower.startswith("'nonce-"):
+            return "'nonce-" + value[7:]  # a nonce matches only as written
+        for prefix in _HASHES:
             if lower.startswith(prefix):
-                return prefix + value[len(prefix) :]
+                # CSP3 §2.3.1 and "Does element match source list": base64url digits
+                # match as base64 ones ('-' is '+', '_' is '/'); padding still counts.
+                return prefix + value[len(prefix) :].translate(_BASE64URL)
         return lower
     match = _HOST_SOURCE.fullmatch(value)
     if match is None:  # pragma: no cover - the pattern matches every string
@@ -195,22 +201,23 @@ def _as_csp(value: CSP | str) -> CSP:
     return parse(value) if isinstance(value, str) else value
 
 
+def _key(policy: Policy) -> str:
+    """A policy's canonical text: equal policies give equal keys."""
+    sem = _semantic(policy)
+    return _serialise_policy(
+        Policy(tuple(Directive(name, tuple(sorted(sem[name]))) for name in sorted(sem)))
+    )
+
+
 def normalise(value: str) -> str:
-    """The canonical form: directives sorted, values normalised, sorted and deduplicated."""
-    policies = []
-    for policy in _as_csp(value).policies:
-        sem = _semantic(policy)
-        policies.append(
-            Policy(tuple(Directive(name, tuple(sorted(sem[name]))) for name in sorted(sem)))
-        )
-    return serialise(CSP(tuple(policies)))
+    """The canonical form: policies, directives and values sorted, values normalised."""
+    return ", ".join(sorted(_key(p) for p in _as_csp(value).policies))
 
 
 def equal(a: CSP | str, b: CSP | str) -> bool:
-    """Whether a and b are the same policies (directive order, case and source order free)."""
-    return [_semantic(p) for p in _as_csp(a).policies] == [
-        _semantic(p) for p in _as_csp(b).policies
-    ]
+    """Whether a and b are the same policies (policy, directive and source order free)."""
+    # Browsers enforce every policy of a list, so their order means nothing.
+    return sorted(map(_key, _as_csp(a).policies)) == sorted(map(_key, _as_csp(b).policies))
 
 
 def _policy_diff(expected: Policy, actual: Policy) -> list[str]:
@@ -241,9 +248,20 @@ def diff(expected: CSP, actual: CSP) -> str | None:
             f"the header carries {len(actual.policies)} policies (separated by ','), "
             f"the stage wants {len(expected.policies)}"
         )
+    # Policies are matched regardless of order; those left over are compared in order.
+    unmatched = list(actual.policies)
+    left: list[tuple[int, Policy]] = []
+    for number, policy in enumerate(expected.policies, 1):
+        twin = next((a for a in unmatched if _key(a) == _key(policy)), None)
+        if twin is None:
+            left.append((number, policy))
+        else:
+            unmatched.remove(twin)
     reasons: list[str] = []
-    for number, (e, a) in enumerate(zip(expected.policies, actual.policies, strict=True)):
-        prefix = f"policy {number + 1}: " if len(expected.policies) > 1 else ""
+    # As many left on each side: pair them in order.
+    for index, (number, e) in enumerate(left):
+        a = unmatched[index]
+        prefix = f"policy {number}: " if len(expected.policies) > 1 else ""
         reasons.extend(prefix + r for r in _policy_diff(e, a))
     return "; ".join(reasons) or None
 
@@ -260,10 +278,9 @@ def with_report_uri(policy_text: str, uri: str, group: str = "") -> str:
     added = [f"report-uri {uri}", *([f"report-to {group}"] if group else [])]
     policies = []
     for part in clean(policy_text).split(","):
+        # clean() let no whitespace through but spaces and tabs, which strip() removes.
         kept = [
-            t.strip(_WS)
-            for t in part.split(";")
-            if t.strip(_WS) and t.split()[0].lower() not in replaced
+            t.strip() for t in part.split(";") if t.strip() and t.split()[0].lower() not in replaced
         ]
         policies.append("; ".join([*kept, *added]))
     return ", ".join(policies)

@@ -9,8 +9,35 @@ from rollout.headers.value import OWS, TCHAR, clean, describe
 from rollout.names import ONE_YEAR
 
 _FLAGS = {"includesubdomains": "includeSubDomains", "preload": "preload"}
-# Python refuses to convert longer digit strings, and no real max-age comes close.
-_MAX_DIGITS = 30
+# CPython converts at most 4300 digits between str and int in one call (a limit that can
+# be lowered to 640, never below); RFC 6797 sets no limit on max-age (browsers cap it), so
+# longer numbers are converted in pieces of 640.
+_CHUNK = 640
+# Longer numbers are shortened in messages.
+_SHOWN = 50
+
+
+def _to_int(digits: str) -> int:
+    value = 0
+    for start in range(0, len(digits), _CHUNK):
+        piece = digits[start : start + _CHUNK]
+        value = value * 10 ** len(piece) + int(piece)
+    return value
+
+
+def _to_text(number: int) -> str:
+    pieces: list[str] = []
+    high, low = divmod(number, 10**_CHUNK)
+    while high:
+        pieces.append(str(low).zfill(_CHUNK))
+        high, low = divmod(high, 10**_CHUNK)
+    return str(low) + "".join(reversed(pieces))
+
+
+def show(max_age: int) -> str:
+    """max_age for a message: in full, or its first digits and length when it is very long."""
+    text = _to_text(max_age)
+    return text if len(text) <= _SHOWN else f"{text[:12]}… ({len(text)} digits)"
 
 
 @dataclass(frozen=True)
@@ -55,7 +82,7 @@ def _unquote(raw: str) -> str:
         return raw
     body, out, i = raw[1:-1], [], 0
     while i < len(body):
-        if body[i] == "\\" and i + 1 < len(body):
+        if body[i] == "\\":  # _quoted made sure a backslash is never the last character
             i += 1
         out.append(body[i])
         i += 1
@@ -99,8 +126,7 @@ def parse(value: str) -> HSTS:
     """Parse a Strict-Transport-Security value; raise HeaderValueError if browsers would not."""
     text = clean(value)
     seen: set[str] = set()
-    max_age: int | None = None
-    quoted = False
+    max_age: tuple[int, bool] | None = None  # the value, and whether it was quoted
     flags = {"includesubdomains": False, "preload": False}
     extensions: list[tuple[str, str | None]] = []
     for name, raw in _directives(text):
@@ -121,12 +147,7 @@ def parse(value: str) -> HSTS:
                     f"max-age={raw} is not a whole number of seconds: use digits only, "
                     "like max-age=86400"
                 )
-            if len(digits.lstrip("0")) > _MAX_DIGITS:
-                raise HeaderValueError(
-                    f"max-age has {len(digits)} digits: use at most {ONE_YEAR} "
-                    "(one year; browsers cap it there)"
-                )
-            max_age, quoted = int(digits), raw.startswith('"')
+            max_age = _to_int(digits), raw.startswith('"')
         elif key in flags:
             if raw is not None:
                 raise HeaderValueError(
@@ -139,12 +160,14 @@ def parse(value: str) -> HSTS:
         raise HeaderValueError(
             "max-age is missing and browsers require it: add max-age=SECONDS, like max-age=300"
         )
-    return HSTS(max_age, flags["includesubdomains"], flags["preload"], tuple(extensions), quoted)
+    age, quoted = max_age
+    return HSTS(age, flags["includesubdomains"], flags["preload"], tuple(extensions), quoted)
 
 
 def serialise(h: HSTS) -> str:
     """Write h canonically: `max-age=N; includeSubDomains; preload`, then any extensions."""
-    parts = [f'max-age="{h.max_age}"' if h.quoted_max_age else f"max-age={h.max_age}"]
+    age = _to_text(h.max_age)
+    parts = [f'max-age="{age}"' if h.quoted_max_age else f"max-age={age}"]
     if h.include_subdomains:
         parts.append("includeSubDomains")
     if h.preload:
@@ -183,7 +206,9 @@ def diff(expected: HSTS, actual: HSTS) -> str | None:
     """None if equal, else what differs, in one line."""
     reasons = []
     if actual.max_age != expected.max_age:
-        reasons.append(f"max-age is {actual.max_age}, the stage wants {expected.max_age}")
+        reasons.append(
+            f"max-age is {show(actual.max_age)}, the stage wants {show(expected.max_age)}"
+        )
     for name, got, wanted in (
         ("includeSubDomains", actual.include_subdomains, expected.include_subdomains),
         ("preload", actual.preload, expected.preload),
@@ -199,10 +224,17 @@ def warnings(h: HSTS) -> list[str]:
     found = []
     if h.max_age > ONE_YEAR:
         found.append(
-            f"max-age={h.max_age} is above {ONE_YEAR}: browsers cap it at one year, "
+            f"max-age={show(h.max_age)} is above {ONE_YEAR}: browsers cap it at one year, "
             f"so write max-age={ONE_YEAR}"
         )
-    if h.max_age == 0:
+    return found + odd(h)
+
+
+def odd(h: HSTS, *, clearing: bool = False) -> list[str]:
+    """The warnings other than a max-age above one year: max-age=0 (unless `clearing`,
+    when it is meant), unknown directives."""
+    found = []
+    if h.max_age == 0 and not clearing:
         found.append("max-age=0 tells browsers to forget HSTS for this host")
     for name, _ in h.extensions:
         found.append(f"unknown directive {name} is ignored by browsers: remove it or fix its name")
@@ -213,10 +245,12 @@ def preload_problems(h: HSTS) -> list[str]:
     """hstspreload.org's header requirements that h misses; empty if it may be preloaded."""
     problems = []
     if h.max_age < ONE_YEAR:
-        problems.append(f"max-age is {h.max_age}; preloading needs at least {ONE_YEAR} (one year)")
+        problems.append(
+            f"max-age is {show(h.max_age)}; preloading needs at least {ONE_YEAR} (one year)"
+        )
     if h.quoted_max_age:
         problems.append(
-            f"max-age is quoted; hstspreload.org needs it unquoted: max-age={h.max_age}"
+            f"max-age is quoted; hstspreload.org needs it unquoted: max-age={show(h.max_age)}"
         )
     if not h.include_subdomains:
         problems.append("includeSubDomains is missing; preloading needs it")

@@ -1,15 +1,22 @@
-"""Permissions-Policy: an RFC 8941 dictionary of allowlists (W3C Permissions Policy §5)."""
+"""Permissions-Policy: an RFC 9651 dictionary of allowlists (W3C Permissions Policy §5).
+
+The dictionary is read by `http_sf`, the structured-field library its RFC's author keeps,
+imported on first use: the registry imports every grammar, and most of what imports the
+registry never reads a Permissions-Policy value.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-from http_sfv.dictionary import Dictionary
-from http_sfv.item import InnerList, Item, ser_bare_item
+from typing import TYPE_CHECKING, cast
 
 from rollout.errors import HeaderValueError
 from rollout.headers.value import clean
+
+if TYPE_CHECKING:
+    from http_sf import StructuredFieldError
+    from http_sf.types import BareItemType, ParamsType
 
 EXAMPLE = 'geolocation=(), camera=(self "https://a.example")'
 # Used with fullmatch: `$` would also match before a trailing newline.
@@ -22,7 +29,7 @@ _DEFAULT_PORTS = {"https": 443, "wss": 443, "http": 80, "ws": 80}
 
 @dataclass(frozen=True)
 class Feature:
-    """One member: a feature and who may use it, each item as RFC 8941 writes it."""
+    """One member: a feature and who may use it, each item as RFC 9651 writes it."""
 
     name: str
     allowlist: tuple[str, ...]  # self, *, "https://a.example"
@@ -67,15 +74,17 @@ def from_feature_policy(text: str) -> str | None:
     return ", ".join(members) or None
 
 
-def _syntax_error(text: str, why: Exception) -> HeaderValueError:
+def _syntax_error(text: str, why: StructuredFieldError) -> HeaderValueError:
     converted = from_feature_policy(text)
     if converted:
         return HeaderValueError(
             "this is the old Feature-Policy syntax, which browsers ignore in "
             f"Permissions-Policy: write {converted}"
         )
-    detail = str(why.__cause__ or why)
-    hints = [f"not an RFC 8941 dictionary like {EXAMPLE}" + (f" ({detail})" if detail else "")]
+    # http_sf always says what and where; it counts from 0, our messages count from 1.
+    assert why.position is not None
+    detail = f"{ValueError.__str__(why)} at character {why.position + 1}"
+    hints = [f"not an RFC 9651 dictionary like {EXAMPLE} ({detail})"]
     if "'" in text:
         hints.append("write self and * without quotes, origins in double quotes")
     if re.search(r"(^|,)\s*[^=,\s]*[A-Z][^=,]*=", text):
@@ -88,50 +97,63 @@ def _check_item(name: str, item: str) -> None:
         return
     if item.startswith('"') and item.endswith('"') and _ORIGIN.fullmatch(item[1:-1]):
         return
-    fix = f"{name}=()" if item.lower() in ("none", "'none'") else f"{name}=(self)"
+    fix = f"{name}=()" if item.lower() == "none" else f"{name}=(self)"
     raise HeaderValueError(
         f"{name}: {item} is not self, * or an origin in double quotes like "
         f'"https://a.example"; e.g. {fix}'
     )
 
 
-def _feature(name: str, member: Item | InnerList, strict: bool) -> Feature:
-    params = tuple(
-        key if value is True else f"{key}={ser_bare_item(value)}"
-        for key, value in member.params.items()
+def _params(params: ParamsType) -> tuple[str, ...]:
+    from http_sf.bare_item import ser_bare_item
+
+    return tuple(
+        key if value is True else f"{key}={ser_bare_item(value)}" for key, value in params.items()
     )
-    bare = isinstance(member, Item)
-    if isinstance(member, Item):
-        if strict and member.value is True:
+
+
+def _feature(name: str, member: object, strict: bool) -> Feature:
+    from http_sf.bare_item import ser_bare_item
+    from http_sf.item import ser_item
+
+    # The parser always pairs a member with its parameters: (item or inner list, params).
+    # (A cast does nothing at run time, so mutants of it are not counted.)
+    value, params = cast("tuple[object, ParamsType]", member)  # pragma: no mutate
+    if isinstance(value, list):
+        allowlist, bare = tuple(ser_item(item) for item in value), False
+    else:
+        if strict and value is True:
             raise HeaderValueError(
                 f"{name} has no allowlist: write {name}=() to block it or {name}=(self) to "
                 "allow this origin"
             )
-        # A bare item's parameters are the member's, kept apart above.
-        allowlist: tuple[str, ...] = (ser_bare_item(member.value),)
-    else:
-        allowlist = tuple(str(item) for item in member)
+        # A bare item's parameters are the member's, kept apart below.
+        item = cast("BareItemType", value)  # pragma: no mutate
+        allowlist, bare = (ser_bare_item(item),), True
     if strict:
-        for item in allowlist:
-            _check_item(name, item)
-    return Feature(name, allowlist, params, bare)
+        for entry in allowlist:
+            _check_item(name, entry)
+    return Feature(name, allowlist, _params(params), bare)
 
 
 def parse(value: str, *, strict: bool = False) -> PermissionsPolicy:
     """Parse a header value; strict (plan values) also refuses what browsers would ignore."""
+    from http_sf import StructuredFieldError
+    from http_sf import parse as parse_sf
+
     text = clean(value)
-    dictionary = Dictionary()
     try:
-        dictionary.parse(text.encode("ascii"))
-    except Exception as why:  # http_sfv signals syntax errors with several exception types
+        dictionary = parse_sf(text.encode(), tltype="dictionary")  # clean(): ASCII only
+    except StructuredFieldError as why:
         raise _syntax_error(text, why) from None
+    assert isinstance(dictionary, dict)
     return PermissionsPolicy(
         tuple(_feature(name, member, strict) for name, member in dictionary.items())
     )
 
 
 def serialise(policy: PermissionsPolicy) -> str:
-    """Write policy as RFC 8941 does: `name=(item item);param, name=()`."""
+    """Write policy as RFC 9651 does: `name=(item item);param, name=()`."""
     members = []
     for f in policy.features:
         value = f.allowlist[0] if f.bare and len(f.allowlist) == 1 else f"({' '.join(f.allowlist)})"
@@ -141,14 +163,15 @@ def serialise(policy: PermissionsPolicy) -> str:
 
 def _item(item: str) -> str:
     """An allowlist item in a form where equal origins are equal strings."""
-    match = _ORIGIN.fullmatch(item[1:-1]) if item.startswith('"') and item.endswith('"') else None
+    # A string item is serialised in double quotes; a token never starts with one.
+    match = _ORIGIN.fullmatch(item[1:-1]) if item.startswith('"') else None
     if match is None:
         return item
     origin = match["origin"].lower()
     port = _PORT.fullmatch(origin)
     if port is not None:
         number = int(port["port"])
-        default = _DEFAULT_PORTS.get(origin.split(":", 1)[0])
+        default = _DEFAULT_PORTS.get(origin.partition(":")[0])
         origin = port["rest"] + ("" if number == default else f":{number}")
     return f'"{origin}"'
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rollout.errors import HeaderValueError
-from rollout.headers.value import clean
+from rollout.headers.value import clean, list_members
 
 # Referrer Policy §3, in the spec's order.
 REFERRER_POLICIES = (
@@ -58,16 +58,11 @@ class Other:
 Simple = FrameOptions | ContentTypeOptions | ReferrerPolicy | Other
 
 
-def _items(text: str) -> list[str]:
-    """RFC 9110 §5.6.1 list elements, empty ones skipped as recipients must."""
-    return [item.strip(" \t") for item in text.split(",") if item.strip(" \t")]
-
-
 def parse_frame_options(value: str, *, strict: bool = False) -> FrameOptions:
     """Parse X-Frame-Options; strict (plan values) refuses ALLOW-FROM and lists."""
     text = clean(value)
     # HTML §7.1.7: a browser lower-cases each list element and needs exactly one distinct value.
-    modes = dict.fromkeys(item.upper() for item in _items(text))
+    modes = dict.fromkeys(item.upper() for item in list_members(text))
     if len(modes) != 1 or (strict and "," in text):
         raise HeaderValueError(
             f"X-Frame-Options {text!r} holds more than one value: send exactly one, DENY or "
@@ -80,7 +75,10 @@ def parse_frame_options(value: str, *, strict: bool = False) -> FrameOptions:
                 "ALLOW-FROM is obsolete and browsers ignore it: use DENY or SAMEORIGIN, and "
                 "CSP frame-ancestors to allow other origins"
             )
-        return FrameOptions("ALLOW-FROM", text.split(None, 1)[1] if " " in text else None)
+        # The origin comes from the one distinct element, not the whole (maybe joined) line.
+        member = next(m for m in list_members(text) if m.upper() == mode)
+        parts = member.split(None, 1)
+        return FrameOptions("ALLOW-FROM", parts[1] if len(parts) > 1 else None)
     if mode not in _FRAME_MODES:
         raise HeaderValueError(f"X-Frame-Options {text!r} is not DENY or SAMEORIGIN")
     return FrameOptions(mode)
@@ -89,7 +87,7 @@ def parse_frame_options(value: str, *, strict: bool = False) -> FrameOptions:
 def parse_content_type_options(value: str, *, strict: bool = False) -> ContentTypeOptions:
     """Parse X-Content-Type-Options; strict (plan values) wants exactly nosniff."""
     text = clean(value)
-    items = _items(text)
+    items = list_members(text)
     # Fetch §3.5: a browser looks at the first list element only.
     if not items or items[0].lower() != "nosniff" or (strict and len(items) != 1):
         raise HeaderValueError(f"X-Content-Type-Options {text!r} is not nosniff: send nosniff")
@@ -99,11 +97,12 @@ def parse_content_type_options(value: str, *, strict: bool = False) -> ContentTy
 def parse_referrer_policy(value: str, *, strict: bool = False) -> ReferrerPolicy:
     """Parse Referrer-Policy; strict (plan values) refuses empty list items and unknown tokens."""
     text = clean(value)
-    if strict and "" in (item.strip(" \t") for item in text.split(",")):
+    # clean() leaves no whitespace but spaces and tabs, which strip() removes.
+    if strict and "" in (item.strip() for item in text.split(",")):
         raise HeaderValueError(
             f"Referrer-Policy {text!r} has an empty item between ',': remove the extra ','"
         )
-    policy = ReferrerPolicy(tuple(item.lower() for item in _items(text)))
+    policy = ReferrerPolicy(tuple(item.lower() for item in list_members(text)))
     unknown = [t for t in policy.tokens if t not in REFERRER_POLICIES]
     # An unknown-only list is no policy at all; in a plan, any unknown token is most
     # likely a typo that leaves an older fallback token in force.
@@ -163,10 +162,10 @@ def diff(expected: Simple, actual: Simple) -> str | None:
                 f"Referrer-Policy is {actual.effective}{shown}, the stage wants "
                 f"{expected.effective}"
             )
+    # Left: X-Frame-Options, and X-Content-Type-Options, whose one valid value is nosniff.
     if expected == actual:
         return None
-    name = "X-Frame-Options" if isinstance(expected, FrameOptions) else "the value"
-    return f"{name} is {serialise(actual)}, the stage wants {serialise(expected)}"
+    return f"X-Frame-Options is {serialise(actual)}, the stage wants {serialise(expected)}"
 
 
 def warnings(v: Simple) -> list[str]:

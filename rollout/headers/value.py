@@ -23,7 +23,7 @@ def describe(char: str) -> str:
         return f"{_CONTROL_NAMES[char]} {char!r}"
     if ord(char) < 0x20:
         return f"a control character {char!r}"
-    if ord(char) > 0x7F:
+    if ord(char) >= 0x80:
         return f"a non-ASCII character {char!r} (U+{ord(char):04X})"
     return repr(char)
 
@@ -38,9 +38,9 @@ def check_value(value: str) -> str:
         # A CR or LF would let a value smuggle in a second header (response splitting).
         how = (
             "header values are a single line; remove it"
-            if char in "\r\n"
+            if char == "\r" or char == "\n"
             else "write it as visible ASCII, e.g. percent-encode it in URLs"
-            if ord(char) > 0x7F
+            if ord(char) >= 0x80
             else "remove it"
         )
         raise HeaderValueError(f"the value has {describe(char)} at character {index + 1}: {how}")
@@ -69,3 +69,21 @@ def check_name(name: str) -> str:
                 "header names are letters, digits and !#$%&'*+-.^_`|~ only"
             )
     return name
+
+
+def list_members(text: str) -> list[str]:
+    """RFC 9110 §5.6.1: the comma-separated members of a field value, trimmed, empty ones
+    skipped as recipients must; a comma inside a quoted-string separates nothing."""
+    members, start, quoted, index = [], 0, False, 0
+    while index < len(text):
+        char = text[index]
+        if quoted and char == "\\":
+            index += 1  # a quoted-pair: the character after the backslash is taken as is
+        elif char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            members.append(text[start:index])
+            start = index + 1
+        index += 1
+    members.append(text[start:])
+    return [m.strip(OWS) for m in members if m.strip(OWS)]

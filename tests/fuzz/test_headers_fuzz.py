@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from rollout import headers
@@ -96,17 +96,10 @@ def test_simple_grammars(
     value = parsed(lambda t: parse(t, strict=strict), text)
     if value is None:
         return
-    # Known defect, reproduced by the xfail test below: skip only its exact shape.
-    assume(not (isinstance(value, simple.FrameOptions) and "," in (value.origin or "")))
     again = parse(simple.serialise(value), strict=strict)
     assert again == value and simple.equal(again, value) and simple.equal(value, again)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="headers/simple.py takes an ALLOW-FROM origin from the whole field line, not from "
-    "its one distinct list element; found by test_simple_grammars (see docs/reliability.md)",
-)
 def test_allow_from_list_round_trips() -> None:
     """X-Frame-Options `ALLOW-FROM, ALLOW-FROM` (one distinct element, no origin) parses to
     a value whose serialisation parses back to the same value."""

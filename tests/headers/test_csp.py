@@ -148,6 +148,33 @@ def test_diff_prefixes_the_policy_number_for_lists() -> None:
     )
 
 
+def test_policies_of_a_list_compare_in_any_order() -> None:
+    """Browsers enforce every policy of a list, so their order is free; their count is not."""
+    two = "default-src 'self', img-src * ; script-src 'none'"
+    swapped = "script-src 'none'; img-src *, default-src 'SELF'"
+    assert csp.equal(two, swapped)
+    assert csp.normalise(two) == csp.normalise(swapped)
+    assert csp.diff(csp.parse(two), csp.parse(swapped)) is None
+    assert not csp.equal(two, "default-src 'self', default-src 'self'")
+    assert csp.diff(
+        csp.parse(two), csp.parse("img-src a; script-src 'none', default-src 'self'")
+    ) == ("policy 2: img-src lacks *; policy 2: img-src has a, which the stage does not")
+
+
+@pytest.mark.parametrize("prefix", ["sha256", "SHA384", "sha512"])
+def test_hashes_in_base64url_equal_base64(prefix: str) -> None:
+    """CSP3 matches a hash's base64url digits as base64 ones; its padding still counts."""
+    assert csp.equal(f"script-src '{prefix}-ab-_'", f"script-src '{prefix}-ab+/'")
+    assert csp.equal(f"script-src '{prefix}-a-b_='", f"script-src '{prefix.lower()}-a+b/='")
+    assert not csp.equal(f"script-src '{prefix}-ab+/'", f"script-src '{prefix}-ab+/='")
+    assert not csp.equal(f"script-src '{prefix}-AB+/'", f"script-src '{prefix}-ab+/'")
+
+
+def test_nonces_match_only_as_written() -> None:
+    """A nonce is compared as a string: base64url and base64 spellings differ."""
+    assert not csp.equal("script-src 'nonce-ab-_'", "script-src 'nonce-ab+/'")
+
+
 def test_lenient_parse_follows_the_browser() -> None:
     """Live values: empty directives skipped, first duplicate kept and recorded, names lowered."""
     policy = csp.parse("Script-Src a;; script-src b; img-src c;").policies[0]
@@ -205,6 +232,30 @@ def test_strict_parse_refuses_plan_mistakes(value: str, message: str) -> None:
     assert str(caught.value) == message
 
 
+@pytest.mark.parametrize(
+    "keyword",
+    [
+        "self",
+        "none",
+        "unsafe-inline",
+        "unsafe-eval",
+        "strict-dynamic",
+        "unsafe-hashes",
+        "report-sample",
+        "wasm-unsafe-eval",
+    ],
+)
+def test_every_bare_keyword_is_refused_in_a_plan(keyword: str) -> None:
+    """Unquoted, each CSP3 keyword names a host to browsers: a plan must quote it."""
+    with pytest.raises(HeaderValueError) as caught:
+        csp.parse(f"script-src https://a.example {keyword}", strict=True)
+    assert str(caught.value) == (
+        f"script-src {keyword}: without quotes this names a host called {keyword!r}; "
+        f"write '{keyword}'"
+    )
+    csp.parse(f"script-src https://a.example '{keyword}'", strict=True)
+
+
 @pytest.mark.parametrize("value", [";", " ; ; ", ","])
 def test_no_directives_is_refused_even_leniently(value: str) -> None:
     """A value with no directive at all is no policy."""
@@ -230,8 +281,21 @@ def test_with_report_uri_adds_and_replaces() -> None:
 @pytest.mark.parametrize("uri", ["", "https://a b", "/r;x", "/r,x", "'/r'", "/é"])
 def test_with_report_uri_refuses_bad_uris(uri: str) -> None:
     """A report URI that would break the policy is refused."""
-    with pytest.raises(HeaderValueError):
+    with pytest.raises(HeaderValueError) as caught:
         csp.with_report_uri("default-src 'self'", uri)
+    assert str(caught.value) == (
+        f"report URI {uri!r} must be one URL without spaces, quotes, ';' or ','"
+        if uri != "/é"
+        else "the value has a non-ASCII character 'é' (U+00E9) at character 2: write it as "
+        "visible ASCII, e.g. percent-encode it in URLs"
+    )
+
+
+def test_with_report_uri_keeps_any_other_url_and_trims_directives() -> None:
+    """Any URL without those characters is taken; directives are trimmed of spaces and tabs."""
+    assert csp.with_report_uri(" default-src 'self' ;\tReport-URI /old ; img-src X", "/eXtra") == (
+        "default-src 'self'; img-src X; report-uri /eXtra"
+    )
 
 
 def test_has_reporting() -> None:
@@ -279,3 +343,65 @@ def test_parse_inverts_serialise(value: CSP) -> None:
     text = csp.serialise(value)
     assert csp.parse(text) == value
     assert csp.equal(csp.normalise(text), value)
+
+
+def test_diff_names_every_difference_of_every_directive() -> None:
+    """A missing directive does not hide the others' differences; lists are space-joined."""
+    wanted = csp.parse("object-src 'none'; script-src 'self' https://a.example; img-src 'self'")
+    got = csp.parse("script-src https://b.example https://c.example; img-src 'self'")
+    assert csp.diff(wanted, got) == (
+        "object-src is missing, the stage wants object-src 'none'; "
+        "script-src lacks 'self' https://a.example; "
+        "script-src has https://b.example https://c.example, which the stage does not"
+    )
+
+
+def test_normalise_writes_paths_back_piece_by_piece() -> None:
+    """Each path piece is percent-decoded and written back; the '/' between them stay."""
+    assert csp.normalise("img-src https://a.example/%78/a%2Fb/c") == (
+        "img-src https://a.example/x/a%2Fb/c"
+    )
+
+
+def test_normalise_keeps_nonces_and_schemeless_hosts_as_browsers_read_them() -> None:
+    """A nonce's prefix is lower-cased and its value kept; a host without scheme stays so."""
+    assert csp.normalise("script-src 'NONCE-AbC' A.example:443") == (
+        "script-src 'nonce-AbC' a.example:443"
+    )
+    assert not csp.equal("script-src 'nonce-ab'", "script-src 'nonce-cb'")
+
+
+def test_with_report_uri_and_a_group_replaces_report_to_too() -> None:
+    """With a Reporting API group, report-to is replaced too; without one it is kept."""
+    text = "default-src 'self'; REPORT-TO old; Report-Uri /old"
+    assert csp.with_report_uri(text, "/r", "g") == "default-src 'self'; report-uri /r; report-to g"
+    assert csp.with_report_uri(text, "/r") == "default-src 'self'; REPORT-TO old; report-uri /r"
+
+
+@pytest.mark.parametrize(
+    ("value", "name"),
+    [
+        ("base-uri self", "base-uri"),
+        ("form-action none", "form-action"),
+        ("frame-ancestors self", "frame-ancestors"),
+    ],
+)
+def test_source_lists_beyond_src_refuse_bare_keywords(value: str, name: str) -> None:
+    """base-uri, form-action and frame-ancestors are source lists: bare keywords are hosts."""
+    with pytest.raises(HeaderValueError) as caught:
+        csp.parse(value, strict=True)
+    assert str(caught.value).startswith(f"{value}: without quotes this names a host")
+
+
+def test_other_directives_take_bare_words() -> None:
+    """Outside source lists a bare word is just a value: a report-to group may be self."""
+    assert csp.parse("default-src 'self'; report-to self", strict=True).policies[0].get(
+        "report-to"
+    ) == csp.Directive("report-to", ("self",))
+
+
+def test_strict_positions_count_across_every_policy() -> None:
+    """A mistake in a third policy is placed by characters from the start of the value."""
+    with pytest.raises(HeaderValueError) as caught:
+        csp.parse("default-src 'self', img-src *, script-src a;; x", strict=True)
+    assert str(caught.value) == "empty directive before the ';' at character 45: remove that ';'"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given
@@ -160,23 +162,25 @@ def test_strict_parse_refuses_what_browsers_ignore(value: str, message: str) -> 
     [
         (
             "Camera=()",
-            'not an RFC 8941 dictionary like geolocation=(), camera=(self "https://a.example") '
-            "(Key does not begin with lcalpha or *); feature names are lower-case",
+            'not an RFC 9651 dictionary like geolocation=(), camera=(self "https://a.example") '
+            "(Key cannot begin with an uppercase character at character 1); feature names are "
+            "lower-case",
         ),
         (
             "camera=('self')",
-            'not an RFC 8941 dictionary like geolocation=(), camera=(self "https://a.example"); '
-            "write self and * without quotes, origins in double quotes",
+            'not an RFC 9651 dictionary like geolocation=(), camera=(self "https://a.example") '
+            "(Strings must be double-quoted at character 9); write self and * without quotes, "
+            "origins in double quotes",
         ),
         (
             "camera=(),",
-            'not an RFC 8941 dictionary like geolocation=(), camera=(self "https://a.example") '
-            "(Dictionary has trailing comma)",
+            'not an RFC 9651 dictionary like geolocation=(), camera=(self "https://a.example") '
+            "(Dictionary has trailing comma at character 11)",
         ),
         (
             "camera=(self",
-            'not an RFC 8941 dictionary like geolocation=(), camera=(self "https://a.example") '
-            "(End of inner list not found)",
+            'not an RFC 9651 dictionary like geolocation=(), camera=(self "https://a.example") '
+            "(End of inner list not found at character 13)",
         ),
     ],
 )
@@ -185,6 +189,46 @@ def test_syntax_errors_are_explained(value: str, message: str) -> None:
     with pytest.raises(HeaderValueError) as caught:
         permissions.parse(value)
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("value", "detail"),
+    [
+        ("v=1.", "Decimal ends in '.' at character 4"),
+        (":=aGVsbG8=:", "Key does not begin with lcalpha or * at character 1"),
+        ("camera=(), geolocation=1.", "Decimal ends in '.' at character 25"),
+        # RFC 9651 §4.2.4: at most three fractional digits; §4.2.4 also caps integers at 15.
+        ("a=1.2345", None),
+        ("a=1234567890123456", None),
+        ("a=?2", None),
+        ("a=(self", None),
+    ],
+)
+def test_rfc_9651_refusals_are_refused(value: str, detail: str | None) -> None:
+    """Values RFC 9651's parsing algorithm rejects (browsers drop the header) never pass."""
+    with pytest.raises(HeaderValueError) as caught:
+        permissions.parse(value)
+    assert detail is None or f"({detail})" in str(caught.value)
+    assert permissions_compare(value).startswith("the value is invalid: not an RFC 9651 dictionary")
+
+
+def permissions_compare(actual: str) -> str:
+    """What verify says of a live Permissions-Policy value against the stage's policy."""
+    from rollout import headers
+
+    return headers.compare("permissions-policy", "geolocation=()", actual) or ""
+
+
+def test_grammar_imports_http_sf_only_when_a_value_is_read() -> None:
+    """Importing the registry stays cheap: http_sf loads on the first Permissions-Policy read."""
+    code = (
+        "import sys, rollout.headers as h\n"
+        "print('http_sf' in sys.modules)\n"
+        "h.compare('permissions-policy', 'camera=()', 'camera=()')\n"
+        "print('http_sf' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
 
 
 @given(st.one_of(st.text(max_size=40), HEADERISH), st.booleans())
@@ -215,3 +259,49 @@ def test_parse_inverts_serialise(members: list[Feature]) -> None:
     text = permissions.serialise(value)
     assert permissions.parse(text) == value
     assert permissions.equal(permissions.normalise(text), value)
+
+
+def test_strict_parse_accepts_self_star_and_quoted_origins() -> None:
+    """Plan values: self, * and double-quoted origins are the allowlist items browsers know."""
+    value = 'camera=*, usb=(self *), geolocation=("https://a.example" "https://b.example:8443")'
+    policy = permissions.parse(value, strict=True)
+    assert [f.allowlist for f in policy.features] == [
+        ("*",),
+        ("self", "*"),
+        ('"https://a.example"', '"https://b.example:8443"'),
+    ]
+    # The shortest origin the pattern takes: one-letter scheme and host, quotes not part of it.
+    assert permissions.parse('camera=("h://a")', strict=True).features[0].allowlist == ('"h://a"',)
+
+
+def test_strict_parse_fix_for_none_in_any_case() -> None:
+    """A token none, in any case, is answered with the empty list that blocks the feature."""
+    with pytest.raises(HeaderValueError) as caught:
+        permissions.parse("camera=NONE", strict=True)
+    assert str(caught.value).endswith("e.g. camera=()")
+
+
+def test_feature_policy_with_empty_parts_is_converted_whole() -> None:
+    """Empty directives in an old Feature-Policy value are skipped, not an end."""
+    assert permissions.from_feature_policy("geolocation 'none';; camera 'self';") == (
+        "geolocation=(), camera=(self)"
+    )
+
+
+def test_diff_shows_every_parameter() -> None:
+    """A member's parameters are all shown, each after its ';'."""
+    assert (
+        permissions.diff(permissions.parse("camera=()"), permissions.parse("camera=();a;b=1"))
+        == "camera allows ();a;b=1, the stage wants ()"
+    )
+
+
+def test_tokens_are_not_origins() -> None:
+    """A token that looks like an origin is no origin to browsers: compared as written."""
+    assert not permissions.equal("camera=(https://A.example)", "camera=(https://a.example)")
+    assert permissions.equal('camera=("https://A.example")', 'camera=("https://a.example")')
+
+
+def test_a_star_list_normalises_to_star() -> None:
+    """A list holding * normalises to *, which allows every origin."""
+    assert permissions.normalise('camera=(self * "https://a.example")') == "camera=(*)"

@@ -295,3 +295,33 @@ def test_compare_and_warnings_never_raise(name: str, expected: str, actual: str)
     assert isinstance(headers.warnings(name, actual), list)
     with contextlib.suppress(HeaderValueError):
         headers.validate(name, actual)
+
+
+@pytest.mark.parametrize(
+    ("name", "line", "expected", "members"),
+    [
+        ("X-Frame-Options", "DENY, DENY", "DENY", ["DENY", "DENY"]),
+        ("x-content-type-options", "nosniff, whimsy", "nosniff", ["nosniff", "whimsy"]),
+        (
+            "strict-transport-security",
+            "max-age=1, max-age=2",
+            "max-age=1",
+            ["max-age=1", "max-age=2"],
+        ),
+        ("referrer-policy", "no-referrer, origin", "origin", ["no-referrer, origin"]),
+        ("permissions-policy", "camera=(), usb=()", "camera=()", ["camera=(), usb=()"]),
+        ("content-security-policy", "a b, c d", "a b", ["a b, c d"]),
+        ("content-security-policy-report-only", "a b, c d", "a b", ["a b, c d"]),
+        ("cache-control", "no-store, max-age=0", "no-store, max-age=0", ["no-store, max-age=0"]),
+        ("x-xss-protection", "0, 0", "0", ["0", "0"]),
+        ("referrer-policy", " \t", "origin", []),
+        ("x-frame-options", " , ", "DENY", []),
+        ("referrer-policy", "\x0b", "origin", ["\x0b"]),
+        ("referrer-policy", "X", "origin", ["X"]),
+    ],
+)
+def test_members_count_what_a_proxy_joined(
+    name: str, line: str, expected: str, members: list[str]
+) -> None:
+    """One line holds one value per comma member, unless the header's grammar is a list."""
+    assert headers.members(name, line, expected) == members

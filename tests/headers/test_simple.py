@@ -208,6 +208,12 @@ def test_referrer_policy_canonical_is_the_effective_policy() -> None:
             "Referrer-Policy: ',' is not a referrer policy: use one of "
             + ", ".join(REFERRER_POLICIES),
         ),
+        (
+            "X, origin, nope",
+            True,
+            "Referrer-Policy: x, nope are not referrer policies: use one of "
+            + ", ".join(REFERRER_POLICIES),
+        ),
     ],
 )
 def test_referrer_policy_refusals(value: str, strict: bool, message: str) -> None:
@@ -271,3 +277,32 @@ def test_parse_inverts_serialise(value: simple.Simple) -> None:
         Other: simple.parse_other,
     }[type(value)]
     assert parse(simple.serialise(value)) == value
+
+
+@pytest.mark.parametrize(
+    ("value", "origin"),
+    [
+        ("ALLOW-FROM", None),
+        ("allow-from https://a.example", "https://a.example"),
+        ("ALLOW-FROM\thttps://a.example  and more", "https://a.example  and more"),
+    ],
+)
+def test_allow_from_keeps_what_follows_it(value: str, origin: str | None) -> None:
+    """Live ALLOW-FROM parses (to warn), keeping everything after the first blank as origin."""
+    assert simple.parse_frame_options(value) == simple.FrameOptions("ALLOW-FROM", origin)
+
+
+def test_allow_from_serialises_with_or_without_its_origin() -> None:
+    """ALLOW-FROM is written back as sent: with its origin, or bare when it had none."""
+    assert simple.serialise(simple.FrameOptions("ALLOW-FROM")) == "ALLOW-FROM"
+    assert (
+        simple.serialise(simple.parse_frame_options("allow-from https://a.example"))
+        == "ALLOW-FROM https://a.example"
+    )
+
+
+@pytest.mark.parametrize("value", ["DENY", "sameorigin"])
+def test_deny_and_sameorigin_draw_no_warning(value: str) -> None:
+    """Only ALLOW-FROM warns; the two modes browsers honour do not."""
+    assert simple.warnings(simple.parse_frame_options(value)) == []
+    assert simple.warnings(simple.parse_referrer_policy("origin")) == []

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rollout.errors import HeaderValueError
-from rollout.headers.value import check_name, check_value, clean
+from rollout.headers.value import check_name, check_value, clean, describe, list_members
 
 
 @pytest.mark.parametrize(
@@ -100,3 +100,54 @@ def test_check_name_raises_only_header_value_error(text: str) -> None:
     """Arbitrary text is either a valid name or refused with HeaderValueError."""
     with contextlib.suppress(HeaderValueError):
         assert check_name(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "members"),
+    [
+        ("DENY", ["DENY"]),
+        ("DENY, DENY", ["DENY", "DENY"]),
+        (" a ,\tb,, ,c ", ["a", "b", "c"]),
+        (",", []),
+        ('max-age=1; foo="a,b"', ['max-age=1; foo="a,b"']),
+        ('a="x\\",y", b', ['a="x\\",y"', "b"]),
+        ('a="x\\\\", b', ['a="x\\\\"', "b"]),
+        ('a="open, b', ['a="open, b']),
+        ('"\\"", x', ['"\\""', "x"]),
+        ("a\x0b, b", ["a\x0b", "b"]),
+        ("\x0b,a", ["\x0b", "a"]),
+    ],
+)
+def test_list_members_split_on_commas_outside_quotes(text: str, members: list[str]) -> None:
+    """RFC 9110 §5.6.1: members trimmed, empty ones skipped, quoted commas and escapes kept."""
+    assert list_members(text) == members
+
+
+@pytest.mark.parametrize(
+    ("char", "shown"),
+    [
+        ("\x7f", "a DEL character '\\x7f'"),
+        ("\x80", "a non-ASCII character '\\x80' (U+0080)"),
+        ("\x1b", "a control character '\\x1b'"),
+        ("~", "'~'"),
+    ],
+)
+def test_describe_names_the_character(char: str, shown: str) -> None:
+    """Messages name a character the way a user can find it."""
+    assert describe(char) == shown
+
+
+@pytest.mark.parametrize(
+    ("value", "how"),
+    [
+        ("a\x80", "write it as visible ASCII, e.g. percent-encode it in URLs"),
+        ("a\x7f", "remove it"),
+        ("a\rb", "header values are a single line; remove it"),
+        ("a\nb", "header values are a single line; remove it"),
+    ],
+)
+def test_each_refused_character_says_what_to_do(value: str, how: str) -> None:
+    """Non-ASCII is to be encoded, a line break joined, any other control removed."""
+    with pytest.raises(HeaderValueError) as caught:
+        check_value(value)
+    assert str(caught.value).endswith(f"at character 2: {how}")
