@@ -1,5 +1,5 @@
 """`python -m rollout`."""
 
-from rollout.cli import main
+from rollout.entry import main
 
 main()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from rollout import history, ladder, store
 from rollout.durations import describe, format_duration
@@ -19,9 +20,14 @@ from rollout.headers import hsts as hsts_grammar
 from rollout.history import HistoryRecord
 from rollout.ladder import AFTER, CSP_REPORTS, PRELOAD, SOAK, SUBDOMAINS, VERIFIED, Stage
 from rollout.names import CSP, CSP_RO, HSTS
-from rollout.plan import Environment, Plan
 from rollout.settings import StageSettings
-from rollout.verify import Report
+
+if TYPE_CHECKING:
+    # Annotations only: `rollout status` judges soak and after without loading pydantic
+    # (it reads a cached, validated plan) or the prober (aiohttp builds TLS contexts at
+    # import, ~100 ms).
+    from rollout.plan import Environment, Plan
+    from rollout.verify import Report
 
 FORCEABLE = frozenset({VERIFIED, SOAK, AFTER, CSP_REPORTS})
 

@@ -16,12 +16,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rollout import lockfile, store
 from rollout.errors import SettingsError
 from rollout.names import MAX_STAGES, OFF, Stage, stage_label
-from rollout.plan import Plan
 from rollout.settings import LATEST_YEAR, past_latest
+
+if TYPE_CHECKING:
+    # Annotations only: `rollout status` reads a cached, validated plan without pydantic.
+    from rollout.plan import Plan
 
 # Ends the reason of a verify record made without certificate checks (never counted).
 NOT_COUNTED = "without certificate checks; not counted as verified"

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from rollout.durations import format_duration
 from rollout.errors import PlanError
 from rollout.names import CSP, CSP_FAMILY, CSP_RO, HSTS, OFF, REPORTING_ENDPOINTS
 from rollout.names import Stage as StageRef
-from rollout.plan import Environment, Plan
 from rollout.settings import StageSettings
+
+if TYPE_CHECKING:
+    # Annotations only: `rollout status` reads a cached, validated plan without pydantic.
+    from rollout.plan import Environment, Plan
 
 # Gate names, in the order they are checked, and how `rollout plan` describes them.
 VERIFIED = "verified"

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from rollout import planview
 from rollout.addresses import (
     ConnectTo,
     Resolve,
@@ -222,15 +223,12 @@ class Ladder(_Model):
     @property
     def enforce_from(self) -> int | None:
         """The least max-age that enforces CSP; None: CSP stays report-only on this ramp."""
-        return self.csp_enforce_from if self.csp_enforce_from <= self.hsts[-1] else None
+        return planview.enforce_from(self.csp_enforce_from, self.hsts)
 
     @property
     def subdomains_from(self) -> int | None:
         """The least max-age that adds includeSubDomains; None: never on this ramp."""
-        value = self.include_subdomains_from
-        if value is False or value > self.hsts[-1]:
-            return None
-        return int(value)
+        return planview.subdomains_from(self.include_subdomains_from, self.hsts)
 
     def unreached_defaults(self) -> list[str]:
         """What a default threshold beyond this ramp's top did instead, one line each."""

@@ -10,12 +10,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rollout import headers, ladder
 from rollout.errors import HeaderValueError, SettingsError
 from rollout.names import CLEAR_HSTS, CSP, CSP_FAMILY, CSP_RO, HSTS, OFF
-from rollout.plan import Environment, Plan
 from rollout.settings import StageSettings
+
+if TYPE_CHECKING:
+    # Annotations only: `rollout status` reads a cached, validated plan without pydantic.
+    from rollout.plan import Environment, Plan
 
 
 def check(plan: Plan, env: Environment, current: StageSettings, path: Path) -> StageSettings:

@@ -9,13 +9,17 @@ import os
 import secrets
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tomli_w
 
 from rollout import lockfile, settings, stagefile
 from rollout.errors import SettingsError
-from rollout.plan import Plan
 from rollout.settings import StageSettings
+
+if TYPE_CHECKING:
+    # Annotations only: `rollout status` reads a cached, validated plan without pydantic.
+    from rollout.plan import Plan
 
 LOCK_TIMEOUT = 30.0
 

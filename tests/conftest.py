@@ -35,6 +35,14 @@ class Result:
     err: str
 
 
+@pytest.fixture(autouse=True)
+def plan_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`rollout status` remembers validated plans under $XDG_CACHE_HOME: a test's stay in tmp."""
+    folder = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
+    return folder
+
+
 @pytest.fixture
 def stages(tmp_path: Path) -> Path:
     """An empty stages folder."""
@@ -58,7 +66,7 @@ def write_plan(stages: Path) -> Callable[..., Path]:
 @pytest.fixture
 def rollout(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
     """Run `rollout ARGS...` in-process as the console script does; return code and output."""
-    from rollout.cli import main
+    from rollout.entry import main
 
     def run(*args: str) -> Result:
         capsys.readouterr()

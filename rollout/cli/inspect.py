@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -130,96 +131,6 @@ def _plan_json(plan: Plan, stages: list[Stage], env: Environment | None) -> dict
     return out
 
 
-def _status(plan: Plan, name: str) -> dict[str, Any]:
-    """One environment's status as the JSON object `status --json` prints."""
-    from datetime import UTC, datetime
-
-    from rollout import gates, history, ladder, lockfile, store
-
-    env = plan.environment(name)
-    written = store.read_settings(plan, name)
-    current = written or ladder.settings_for(plan, name, None)
-    log = history.load(plan, name)
-    records = log.records
-    stages = ladder.build(plan)
-    now = datetime.now(UTC)
-    verified = history.verified(records, current.stage)
-    last = history.last_verify(records)
-    since = gates.entered_at(records, current.stage, current.updated)
-    holder = lockfile.holder(store.lock_path(plan, name))
-    horizon = history.hsts_horizon(records, now)
-    out: dict[str, Any] = {
-        "environment": name,
-        "stage": _label(current.stage),
-        "name": current.name,
-        "ok": verified,
-        "since": history.format_time(since) if since else None,
-        "app": dict(current.app),
-        "edge": dict(current.edge),
-        "last_verify": None
-        if last is None
-        else {
-            "time": last.time,
-            "stage": _label(last.to),
-            "ok": last.verified,
-            "insecure": last.reason.endswith(history.NOT_COUNTED),
-        },
-        # Until when some browsers keep a longer max-age than the one sent now (a revert).
-        "hsts_until": history.format_time(horizon) if horizon else None,
-        # A command died between writing the stage file and recording it.
-        "interrupted": None if holder is not None else history.interrupted(records, current.stage),
-        "in_progress": None
-        if holder is None
-        else {k: holder.get(k) for k in ("pid", "user", "host", "command", "since")},
-        "torn_history_lines": log.torn,
-        # The plan changed since the file was written: what the next write will change.
-        "drift": store.drift(plan, written) if written is not None else [],
-        "next": None,
-        "command": None,
-    }
-    # The CSP reports gate ahead (docs/reports.md), with its figures.
-    csp = gates.csp_status(plan, env, current, since, now)
-    out["csp_reports"] = None if csp is None else csp.to_json()
-    nxt = ladder.next_stage(stages, current.stage)
-    if nxt is None:
-        out["command"] = f"none: {name} is at the top of the ladder"
-        if ladder.policy_step(plan, env, current) is not None:  # a CSP step is still ahead
-            out["command"] = f"rollout advance {name}"
-        return out
-    here = ladder.stage_at(plan, current.stage)
-    soak = gates.soak(env, here, since, now) if ladder.SOAK in nxt.gates else None
-    waiting = [] if soak is None or soak.ok else ["soak"]
-    if env.after is not None and not gates.after(plan, env, nxt).ok:
-        waiting.append("after")
-    if csp is not None and not csp.ok and csp.figures:
-        waiting.append(ladder.CSP_REPORTS)
-    out["next"] = {
-        "stage": nxt.index,
-        "name": nxt.name,
-        "gates": list(ladder.gates_for(nxt, env)),
-        "may_advance_at": history.format_time(soak.ends_at) if soak and soak.ends_at else None,
-        "waiting_for": waiting,
-    }
-    if out["interrupted"]:
-        out["command"] = (
-            f"rollout verify {name}, then rollout advance {name} or rollout revert {name}"
-        )
-    elif holder is not None:
-        out["command"] = f"wait: another command holds {name}'s lock"
-    elif not waiting:
-        out["command"] = f"rollout advance {name}"
-    else:
-        why = []
-        if "soak" in waiting and soak is not None:
-            why.append(f"soak ({soak.reason})")
-        if "after" in waiting:
-            why.append(f"{env.after} to reach and verify stage {nxt.index}")
-        if ladder.CSP_REPORTS in waiting:
-            why.append(f"clean CSP reports (rollout reports {name})")
-        out["command"] = f"wait for {' and '.join(why)}, then rollout advance {name}"
-    return out
-
-
 @click.command("status")
 @env_argument(required=False)
 @common_options(probes=False, output=True)
@@ -234,61 +145,24 @@ def status(opts: Options, env_name: str | None) -> None:
       rollout status
       rollout status production --json
     """
+    from rollout import planview, status
+
+    before = _plan_bytes(opts.plan_path)
     plan = opts.load_plan()
-    names = [plan.environment(env_name).name] if env_name is not None else list(plan.environments)
-    reports = [_status(plan, name) for name in names]
-    if opts.json:
-        if env_name is not None:
-            opts.emit_json(reports[0])
-        else:
-            opts.emit_json({"ok": all(r["ok"] for r in reports), "environments": reports})
-        return
-    opts.emit("\n\n".join("\n".join(_status_lines(r)) for r in reports) + "\n")
+    opts.emit(status.document(plan, env_name, as_json=opts.json))
+    if before is not None and _plan_bytes(opts.plan_path) == before:
+        # The plan validated from these bytes: the next `rollout status` of the same bytes
+        # answers without pydantic (rollout.planview; the console script, rollout.entry).
+        planview.remember(opts.plan_path, before, plan)
 
 
-def _status_lines(r: dict[str, Any]) -> list[str]:
-    head = f"{r['environment']}: stage {r['stage']}"
-    if r["stage"] != "off":
-        head += f" {r['name']}"
-    if r["since"]:
-        head += f", since {r['since']}"
-    lines = [head]
-    for owner in ("app", "edge"):
-        lines += [f"  {owner:<5} {name}: {value}" for name, value in r[owner].items()]
-    if not r["app"] and not r["edge"]:
-        lines.append("  (no headers)")
-    lines += [f"  drift {line}" for line in r["drift"]]
-    if r["interrupted"]:
-        lines.append(f"  ! interrupted transition: {r['interrupted']}")
-    if r["in_progress"]:
-        p = r["in_progress"]
-        lines.append(f"  ! in progress: pid {p['pid']} running {p['command']} since {p['since']}")
-    if r["torn_history_lines"]:
-        torn = ", ".join(map(str, r["torn_history_lines"]))
-        lines.append(f"  ! history: torn line(s) {torn} skipped (a crash mid-append)")
-    if r["hsts_until"]:
-        lines.append(
-            f"  ! rollback horizon: some browsers enforce a longer max-age until {r['hsts_until']}"
-        )
-    last = r["last_verify"]
-    if last is None:
-        lines.append("  last verify: never")
-    else:
-        mark = "✓ passed" if last["ok"] else "✗ failed"
-        if last["insecure"]:
-            mark = "! made without certificate checks, not counted"
-        lines.append(f"  last verify: {mark} at stage {last['stage']}, {last['time']}")
-    csp = r.get("csp_reports")
-    if csp is not None:
-        lines.append(f"  csp-reports: {'✓' if csp['ok'] else '✗'} {_printable(csp['reason'])}")
-    nxt = r["next"]
-    if nxt is None:
-        lines.append("  next: none, the top of the ladder")
-        return lines
-    text = f"  next: stage {nxt['stage']} {nxt['name']}"
-    if nxt["may_advance_at"]:
-        text += f", soak over at {nxt['may_advance_at']}"
-    return [*lines, text, f"  run: {r['command']}"]
+def _plan_bytes(path: Path) -> bytes | None:
+    from rollout.settings import read_regular
+
+    try:
+        return read_regular(path)[0]
+    except (OSError, ValueError):
+        return None
 
 
 @click.command("history")
@@ -303,6 +177,7 @@ def history(opts: Options, env_name: str) -> None:
       rollout history production --json
     """
     from rollout import history as log
+    from rollout.status import printable
 
     plan = opts.load_plan()
     name = plan.environment(env_name).name
@@ -331,11 +206,5 @@ def history(opts: Options, env_name: str) -> None:
     for r in records:
         row = [r.time, r.action, str(_label(r.from_)), str(_label(r.to))]
         row += ["yes" if r.verified else "no", r.user, r.reason]
-        rows.append([_printable(cell) for cell in row])
+        rows.append([printable(cell) for cell in row])
     opts.emit("\n".join(_table(rows)) + "\n" + torn)
-
-
-def _printable(text: str) -> str:
-    """A history field as one safe line: control and escape characters shown, not obeyed,
-    so a planted record cannot forge rows or repaint the terminal."""
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
