@@ -184,12 +184,13 @@ def _entry(path: Path, data: bytes) -> Path | None:
 
 
 def _code_stamp() -> str:
-    """The plan models' and these twins' code: an edited rollout never reads old entries."""
+    """The code validation runs (the plan models, these twins, the grammars, addresses,
+    durations): an edited rollout never reads entries an older one wrote."""
     here = Path(__file__).parent
     stamps = []
-    for name in ("plan.py", "planview.py"):
-        st = os.stat(here / name)
-        stamps.append(f"{st.st_size}:{st.st_mtime_ns}")
+    for source in sorted([*here.glob("*.py"), *here.glob("headers/*.py")]):
+        st = os.stat(source)
+        stamps.append(f"{source.name}:{st.st_size}:{st.st_mtime_ns}")
     return ",".join(stamps)
 
 
