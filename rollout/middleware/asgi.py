@@ -19,8 +19,9 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from time import monotonic
 from typing import Any
 
-from rollout.middleware.watch import SettingsWatcher
+from rollout.middleware.watch import SettingsWatcher, Snapshot
 from rollout.reports.endpoint import ReportEndpoint
+from rollout.reports.writer import Route
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -50,6 +51,8 @@ class SecurityHeaders:
         self.reports = ReportEndpoint(settings, store=reports_store, trusted_proxies=proxies)
         self._trust_all = "*" in proxies
         self._trusted = proxies
+        self._seen: Snapshot | None = None
+        self._route: Route | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,7 +62,9 @@ class SecurityHeaders:
         if monotonic() >= watcher.next_check:
             watcher.refresh()
         snapshot = watcher.snapshot
-        route = self.reports.route(snapshot.settings)
+        if snapshot is not self._seen:  # a new version: its report route, once
+            self._seen, self._route = snapshot, self.reports.route(snapshot.settings)
+        route = self._route
         if route is not None:
             if self.reports.is_report(route, scope):
                 await self.reports.answer(route, scope, receive, send)
