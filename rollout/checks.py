@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -390,9 +391,8 @@ def warnings(
     wanted = (expected or {}).get(HSTS)
     clearing = wanted is not None and headers.compare(HSTS, CLEAR_HSTS, wanted) is None
     for value in sts if https else []:
-        try:
-            parsed = hsts_grammar.parse(value)
-        except HeaderValueError:
+        parsed = _hsts(value)
+        if parsed is None:
             continue  # the value check reports it
         if parsed.max_age > ONE_YEAR:
             shown = hsts_grammar.show(parsed.max_age)
@@ -409,15 +409,36 @@ def warnings(
         warn(XFO_ALLOW_FROM, XFO, allow, "ALLOW-FROM is ignored by browsers")
     for name in (CSP, CSP_RO):
         for value in result.get_all(name):
-            try:
-                policy = csp_grammar.parse(value)
-            except HeaderValueError:
-                continue
-            if name == CSP_RO and not csp_grammar.has_reporting(policy):
+            notes = _csp_notes(value)
+            if notes is None:
+                continue  # the value check reports it
+            reports, oddities = notes
+            if name == CSP_RO and not reports:
                 warn(CSP_NO_REPORTS, name, [value], "report-only without report-uri or report-to")
-            if odd := csp_grammar.warnings(policy):
-                warn(CSP_ODD, name, [value], "; ".join(odd))
+            if oddities:
+                warn(CSP_ODD, name, [value], "; ".join(oddities))
     return found
+
+
+@lru_cache(maxsize=256)
+def _hsts(value: str) -> hsts_grammar.HSTS | None:
+    """value parsed (frozen, so one object serves every page that sends it), or None."""
+    try:
+        return hsts_grammar.parse(value)
+    except HeaderValueError:
+        return None
+
+
+# Every page of a site sends the same policy: parse each distinct one once per process
+# (the CSP parse was a third of verify's judging time on 1,000 pages).
+@lru_cache(maxsize=1024)
+def _csp_notes(value: str) -> tuple[bool, tuple[str, ...]] | None:
+    """(whether it sends reports anywhere, its oddities), or None if it does not parse."""
+    try:
+        policy = csp_grammar.parse(value)
+    except HeaderValueError:
+        return None
+    return csp_grammar.has_reporting(policy), tuple(csp_grammar.warnings(policy))
 
 
 REDIRECTS = "301, 302, 303, 307 or 308"

@@ -95,8 +95,15 @@ class Result:
 
     def get_all(self, name: str) -> list[str]:
         """Every value of one header, one per header line, in order."""
-        lower = name.lower()
-        return [v for n, v in self.headers if n.lower() == lower]
+        return list(self._by_name.get(name.lower(), ()))
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, list[str]]:
+        # Judging one response asks for a dozen names: index its lines once.
+        index: dict[str, list[str]] = {}
+        for n, v in self.headers:
+            index.setdefault(n.lower(), []).append(v)
+        return index
 
     @property
     def location(self) -> str | None:
