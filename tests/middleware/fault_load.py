@@ -443,7 +443,9 @@ def _fault_steps() -> list[Fault]:
         replace_with(path, _symlink_to(scratch / "g2.toml"))
 
     def restore_g2(path: Path, scratch: Path, seconds: float) -> None:
-        clear(path)
+        # rename() replaces the symlink itself (it never follows the destination), so
+        # the good file comes back with no moment where the path is missing: an unlink
+        # first would be a real deletion, which is stage off by contract.
         atomic(path, G2)
 
     def cut_after_app(path: Path, scratch: Path, seconds: float) -> None:
