@@ -540,13 +540,7 @@ class Plan(_Model):
 
     def environment(self, name: str) -> Environment:
         """The named environment; PlanError names the ones there are."""
-        try:
-            return self.environments[name]
-        except KeyError:
-            known = ", ".join(self.environments)
-            raise PlanError(
-                f"{self.path}: environments: no environment {name!r} (the plan has {known})"
-            ) from None
+        return planview.environment_in(self.path, self.environments, name)
 
 
 def _unknown(key: str, model: type[BaseModel]) -> str:

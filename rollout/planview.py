@@ -17,8 +17,9 @@ import hashlib
 import json
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rollout import __version__
 from rollout.addresses import ConnectTo, Resolve
@@ -27,6 +28,8 @@ from rollout.settings import read_regular
 
 if TYPE_CHECKING:
     from rollout.plan import Plan
+
+_E = TypeVar("_E")  # an environment: plan.Environment or EnvironmentView
 
 # The [policy] keys that are not headers sent as they stand (plan.Policy.headers leaves
 # them out too; tests/test_status_quick.py compares the two).
@@ -71,6 +74,18 @@ class LadderView:
     @property
     def subdomains_from(self) -> int | None:
         return subdomains_from(self.include_subdomains_from, self.hsts)
+
+
+def environment_in(path: Path, environments: Mapping[str, _E], name: str) -> _E:
+    """The named environment of the plan at path; PlanError names the ones there are
+    (for plan.Plan and its twin alike)."""
+    try:
+        return environments[name]
+    except KeyError:
+        known = ", ".join(environments)
+        raise PlanError(
+            f"{path}: environments: no environment {name!r} (the plan has {known})"
+        ) from None
 
 
 # The ladder's two derived thresholds, for plan.Ladder and LadderView alike.
@@ -121,13 +136,7 @@ class PlanView:
         return self.path.parent
 
     def environment(self, name: str) -> EnvironmentView:
-        try:
-            return self.environments[name]
-        except KeyError:
-            known = ", ".join(self.environments)
-            raise PlanError(
-                f"{self.path}: environments: no environment {name!r} (the plan has {known})"
-            ) from None
+        return environment_in(self.path, self.environments, name)
 
 
 def recall(path: Path) -> Plan | None:

@@ -66,7 +66,7 @@ def write_plan(stages: Path) -> Callable[..., Path]:
 @pytest.fixture
 def rollout(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
     """Run `rollout ARGS...` in-process as the console script does; return code and output."""
-    from rollout.entry import main
+    from rollout.__main__ import main
 
     def run(*args: str) -> Result:
         capsys.readouterr()

@@ -18,7 +18,7 @@ import ssl
 import struct
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,23 +91,16 @@ def redirect(location: str, status: int = 301, *extra: tuple[str, str]) -> Reply
     return Reply(status, [("Location", location), *extra], body=b"")
 
 
-@dataclass
-class RawServer:
-    """A threaded HTTP/1.1 server on 127.0.0.1 answering from `routes` (path -> Reply);
-    unknown paths get `fallback`. Set `tls` to serve HTTPS."""
+class LoopbackTCP:
+    """A threaded TCP server on 127.0.0.1 handing each connection to `serve`, in its own
+    thread; `stop_event` tells long-running handlers to give up."""
 
-    routes: dict[str, Reply] = field(default_factory=dict)
-    fallback: Reply = field(default_factory=lambda: Reply(404, body=b"not found\n"))
-    tls: ssl.SSLContext | None = None
-    requests: list[tuple[str, Mapping[str, str]]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        owner = self
+    def __init__(self, serve: Callable[[socket.socket], None]) -> None:
+        self.stop_event = threading.Event()
 
         class Handler(socketserver.BaseRequestHandler):
             def handle(self) -> None:
-                owner._serve(self.request)
+                serve(self.request)
 
         class Server(socketserver.ThreadingTCPServer):
             daemon_threads = True
@@ -119,15 +112,37 @@ class RawServer:
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
 
-    def start(self) -> RawServer:
+    def start(self) -> None:
         self._thread.start()
-        return self
 
     def stop(self) -> None:
-        self._stop.set()
+        self.stop_event.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
+
+
+@dataclass
+class RawServer:
+    """A threaded HTTP/1.1 server on 127.0.0.1 answering from `routes` (path -> Reply);
+    unknown paths get `fallback`. Set `tls` to serve HTTPS."""
+
+    routes: dict[str, Reply] = field(default_factory=dict)
+    fallback: Reply = field(default_factory=lambda: Reply(404, body=b"not found\n"))
+    tls: ssl.SSLContext | None = None
+    requests: list[tuple[str, Mapping[str, str]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._tcp = LoopbackTCP(self._serve)
+        self._stop = self._tcp.stop_event
+        self.port: int = self._tcp.port
+
+    def start(self) -> RawServer:
+        self._tcp.start()
+        return self
+
+    def stop(self) -> None:
+        self._tcp.stop()
 
     def __enter__(self) -> RawServer:
         return self.start()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout.entry import status_request
+from rollout.__main__ import status_request
 from tests.conftest import PLAN, Result
 
 QUICK_PLAN = PLAN.replace(
@@ -22,7 +22,7 @@ PROBE = """\
 import atexit, sys
 atexit.register(lambda: sys.stderr.write(
     f"loaded: pydantic={'pydantic' in sys.modules} click={'click' in sys.modules}\\n"))
-from rollout.entry import main
+from rollout.__main__ import main
 main(sys.argv[1:])
 """
 

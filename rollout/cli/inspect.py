@@ -152,7 +152,7 @@ def status(opts: Options, env_name: str | None) -> None:
     opts.emit(status.document(plan, env_name, as_json=opts.json))
     if before is not None and _plan_bytes(opts.plan_path) == before:
         # The plan validated from these bytes: the next `rollout status` of the same bytes
-        # answers without pydantic (rollout.planview; the console script, rollout.entry).
+        # answers without pydantic (rollout.planview; the console script, rollout.__main__).
         planview.remember(opts.plan_path, before, plan)
 
 

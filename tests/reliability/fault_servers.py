@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import functools
 import socket
-import socketserver
 import ssl
 import struct
 import threading
@@ -25,6 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.servers import LoopbackTCP
+
 Script = Callable[[socket.socket, threading.Event], None]
 STALL = 120.0  # seconds a stalling script holds on at most (the test ends it sooner)
 
@@ -33,34 +34,18 @@ class ScriptServer:
     """A threaded server on 127.0.0.1 running `script` on every connection (after TLS)."""
 
     def __init__(self, script: Script, tls: ssl.SSLContext | None = None) -> None:
-        self.stop_event = threading.Event()
-        owner = self
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                owner._serve(self.request)
-
-        class Server(socketserver.ThreadingTCPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-
         self.script = script
         self.tls = tls
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self.port: int = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
+        self._tcp = LoopbackTCP(self._serve)
+        self.stop_event = self._tcp.stop_event
+        self.port: int = self._tcp.port
 
     def __enter__(self) -> ScriptServer:
-        self._thread.start()
+        self._tcp.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop_event.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        self._tcp.stop()
 
     def _serve(self, sock: socket.socket) -> None:
         sock.settimeout(STALL)
